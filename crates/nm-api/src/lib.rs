@@ -1,0 +1,163 @@
+//! The contract between `nm-daemon` and its clients: HTTP/JSON routes, the request and response
+//! bodies, and [`client::Client`], which speaks them over the Unix socket or TCP.
+//!
+//! Routes (all JSON unless noted; TCP requests carry `Authorization: Bearer TOKEN`):
+//!
+//! | method | path | body / query | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/status` | | [`NodeStatus`] |
+//! | GET | `/v1/servers` | | `[`[`ServerInfo`]`]` |
+//! | GET | `/v1/servers/{name}` | | [`ServerInfo`] |
+//! | POST | `/v1/servers/{name}/{command}` | `?wait=SECONDS` | [`CommandReply`] |
+//! | GET | `/v1/servers/{name}/log` | `?tail=N&stream=stdout\|stderr&follow=true` | text |
+//! | GET | `/v1/nm/log` | `?tail=N&follow=true` | text |
+//! | POST | `/v1/shutdown` | [`ShutdownRequest`] | [`ShutdownReply`] |
+//! | GET | `/metrics` | | Prometheus text |
+//!
+//! Errors come as a non-2xx status with an [`ErrorBody`].
+
+pub mod client;
+
+use serde::{Deserialize, Serialize};
+pub use supervisor_core::{Command, ServerState};
+
+/// The API version prefix.
+pub const PREFIX: &str = "/v1";
+
+/// Which node manager of the pair answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves requests and controls the servers.
+    Active,
+    /// Only watches the active.
+    Standby,
+}
+
+/// `GET /v1/status`: the node manager itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's name from `nm.toml`.
+    pub node: String,
+    /// The answering daemon's PID.
+    pub pid: i32,
+    /// `active` or `standby`.
+    pub role: Role,
+    /// nm's version.
+    pub version: String,
+    /// When the daemon started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// The data directory.
+    pub data_dir: String,
+    /// The HTTP API address.
+    pub listen: String,
+    /// The standby node manager's PID; `null` without replication.
+    pub standby_pid: Option<i32>,
+    /// Takeovers by a standby since the pair started; 0 without replication.
+    pub takeovers: u64,
+    /// How many servers are in each state (only states with at least one server).
+    pub servers: std::collections::BTreeMap<String, usize>,
+}
+
+/// One server, as `server list` and `server status` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its state (exact strings of DESIGN §3).
+    pub state: ServerState,
+    /// The PID of its process group leader; `null` when no process runs.
+    pub pid: Option<i32>,
+    /// Restarts by nm since the last operator start.
+    pub restart_count: u32,
+    /// When it entered `state` (RFC 3339, UTC).
+    pub since: String,
+    /// Why it is in `state`, in a few words.
+    pub reason: String,
+    /// How its last process ended (`"exited with code 1"`, `"killed by signal 9"`), if it did.
+    pub last_exit: Option<String>,
+    /// Consecutive failed health probes; `null` without a health check.
+    pub health_failures: Option<u32>,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Its stdout log file.
+    pub stdout_log: String,
+    /// Its stderr log file.
+    pub stderr_log: String,
+}
+
+/// `POST /v1/servers/{name}/{command}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandReply {
+    /// The command.
+    pub command: Command,
+    /// `false` when the server already was where the command leads (e.g. `start` of a running
+    /// server).
+    pub changed: bool,
+    /// `false` when `wait` ran out before the server settled.
+    pub settled: bool,
+    /// The server after the command (and the wait).
+    pub server: ServerInfo,
+}
+
+/// `POST /v1/shutdown` (stopNodeManager).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownRequest {
+    /// Stop every server before the daemon exits (default: leave them running).
+    #[serde(default)]
+    pub stop_servers: bool,
+}
+
+/// The answer to a shutdown, sent before the daemon exits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownReply {
+    /// The daemon's PID, which is about to exit.
+    pub pid: i32,
+    /// Servers stopped before exiting.
+    pub stopped: Vec<String>,
+    /// Servers left running.
+    pub left_running: Vec<String>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One line saying what was wrong.
+    pub error: String,
+}
+
+/// Which output log of a server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// `NAME.out`
+    #[default]
+    Stdout,
+    /// `NAME.err`
+    Stderr,
+}
+
+/// Query of the log routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// Last N lines (default: all of the current file).
+    #[serde(default)]
+    pub tail: Option<usize>,
+    /// Keep the answer open and stream what is appended.
+    #[serde(default)]
+    pub follow: bool,
+    /// stdout or stderr (server logs only).
+    #[serde(default)]
+    pub stream: LogStream,
+}
+
+/// Query of the command route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandQuery {
+    /// Wait up to this many seconds for the server to settle (e.g. `RUNNING` after `start`,
+    /// `SHUTDOWN` after `stop`). 0 or absent: answer at once.
+    #[serde(default)]
+    pub wait: Option<f64>,
+}

@@ -1,0 +1,766 @@
+//! The pure decision core: every server's lifecycle, restart budget and health, driven by inputs
+//! and the current time, producing [`Action`]s and [`Event`]s. No I/O, no clock.
+//!
+//! Call order: [`Supervisor::new`], then one [`Supervisor::on_recovered`] per server (crash
+//! recovery decides whether each server is adopted, started or left down), then any `on_*` input
+//! in any order. After each input drain [`Supervisor::poll_action`] and [`Supervisor::poll_event`]
+//! and sleep until [`Supervisor::next_deadline`]. Time never goes backwards between calls.
+
+mod restart;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use restart::{RestartDecision, RestartPolicy};
+pub use state::ServerState;
+
+use crate::spec::{ServerName, ServerSpec};
+
+/// A process id.
+pub type Pid = i32;
+
+/// Each spawn or adoption of a server gets a new generation; exits and probe results of an older
+/// generation are ignored, so a late report about a previous process never moves the current one.
+pub type Generation = u64;
+
+/// An operator's request about one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Start it (and forget its restart window).
+    Start,
+    /// SIGTERM the process group, SIGKILL after `stop_timeout`. Never undone by a restart.
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// SIGKILL the process group now. Never undone by a restart.
+    Kill,
+    /// SIGSTOP the process group.
+    Suspend,
+    /// SIGCONT the process group.
+    Resume,
+}
+
+impl Command {
+    /// The command's name as the CLI spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Kill => "kill",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+        }
+    }
+}
+
+/// What an accepted command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The server is moving toward the requested state.
+    Changed,
+    /// It already was in the requested state; nothing changed.
+    AlreadyDone,
+}
+
+/// A refused command. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No server has this name.
+    #[error("no server named {0:?}")]
+    NoSuchServer(String),
+    /// The command does not apply in the server's current state.
+    #[error("cannot {} server {server:?}: it is {state}", command.as_str())]
+    NotNow {
+        /// The server.
+        server: ServerName,
+        /// The refused command.
+        command: Command,
+        /// Its state at the time.
+        state: ServerState,
+    },
+}
+
+/// A process signal the executor sends to a server's whole process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: please stop.
+    Term,
+    /// SIGKILL: stop now.
+    Kill,
+    /// SIGSTOP: suspend.
+    Stop,
+    /// SIGCONT: resume.
+    Cont,
+}
+
+/// Work for the executor. Each result comes back as an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn the server in a new session, write its lock file, then call
+    /// [`Supervisor::on_spawned`] (or [`Supervisor::on_action_failed`]).
+    Spawn {
+        /// The server.
+        server: ServerName,
+        /// The generation the new process belongs to.
+        generation: Generation,
+        /// Restarts by nm since the last operator start, this spawn included; kept in the lock
+        /// file so the count survives a daemon restart.
+        restart_count: u32,
+    },
+    /// Send a signal to the process group of `generation`. A process that already exited is not
+    /// an error.
+    Signal {
+        /// The server.
+        server: ServerName,
+        /// Whose process group.
+        generation: Generation,
+        /// Which signal.
+        signal: Signal,
+    },
+    /// Run one health probe of the server, then call [`Supervisor::on_probe`].
+    Probe {
+        /// The server.
+        server: ServerName,
+        /// The process probed.
+        generation: Generation,
+    },
+    /// Rewrite the lock file: whether the server is meant to run if the daemon dies now.
+    MarkIntent {
+        /// The server.
+        server: ServerName,
+        /// `false` once an operator stopped it or its restarts gave up.
+        meant_to_run: bool,
+    },
+    /// The server is down on purpose (operator stop): remove its lock file.
+    RemoveLock {
+        /// The server.
+        server: ServerName,
+    },
+}
+
+/// Why a server changed state; for logs and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The server.
+    pub server: ServerName,
+    /// State before.
+    pub from: ServerState,
+    /// State after.
+    pub to: ServerState,
+    /// When it happened.
+    pub at: Instant,
+    /// Why, in a few words ("exited with code 1", "operator stop", "health check failed 3 times").
+    pub reason: String,
+}
+
+/// How a process ended, as the executor learned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with this status code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+    /// Gone, status unknown (an adopted process is not our child, so the kernel keeps its status
+    /// from us).
+    Unknown,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(c) => write!(f, "exited with code {c}"),
+            Self::Signal(s) => write!(f, "killed by signal {s}"),
+            Self::Unknown => f.write_str("exited (status unknown: adopted process)"),
+        }
+    }
+}
+
+/// What crash recovery found for a server at daemon start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// No lock file: a fresh start. `auto_start` decides.
+    Nothing,
+    /// A live process whose PID, start time, boot id and token match: adopted, not restarted.
+    Adopted {
+        /// Its PID.
+        pid: Pid,
+        /// It is stopped (state `T`): it was suspended.
+        suspended: bool,
+        /// Restarts counted before the daemon died.
+        restart_count: u32,
+    },
+    /// The process of the lock file is gone (or was a stranger, or from another boot).
+    Gone {
+        /// The lock file said it was meant to run: restart it, counted as a restart.
+        meant_to_run: bool,
+        /// Restarts counted before.
+        restart_count: u32,
+        /// What was found, for the log ("not running", "pid 42 is another process").
+        detail: String,
+    },
+    /// The lock file could not be trusted (torn, empty, garbage). The server is `UNKNOWN`.
+    Untrusted {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A health probe's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// Healthy.
+    Healthy,
+    /// Unhealthy, with the reason ("connection refused", "exit code 1", "timed out after 5s").
+    Unhealthy(String),
+}
+
+/// A read-only view of one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerView {
+    /// The server.
+    pub name: ServerName,
+    /// Its state.
+    pub state: ServerState,
+    /// The generation of its current (or last) process; 0 if never started.
+    pub generation: Generation,
+    /// Restarts by nm since the last operator start.
+    pub restart_count: u32,
+    /// When it entered `state`.
+    pub since: Instant,
+    /// Consecutive failed health probes.
+    pub health_failures: u32,
+    /// The last state change's reason.
+    pub reason: String,
+    /// How its last process ended, if it did.
+    pub last_exit: Option<Exit>,
+}
+
+/// Timers a server can wait on, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// `restart_delay` is over: spawn.
+    Restart,
+    /// `stop_timeout` is over: SIGKILL.
+    StopKill,
+    /// `health.start_timeout` is over without a good probe: the start failed.
+    StartTimeout,
+}
+
+/// Why the current process was started; decides what an exit during `STARTING` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartKind {
+    /// By an operator or `auto_start`: an exit during startup is a failed start, not restarted.
+    Fresh,
+    /// By the restart policy: an exit during startup counts as one more failure.
+    Restart,
+}
+
+#[derive(Debug)]
+struct Server {
+    spec: Arc<ServerSpec>,
+    state: ServerState,
+    since: Instant,
+    reason: String,
+    generation: Generation,
+    start_kind: StartKind,
+    policy: RestartPolicy,
+    restart_count: u32,
+    timer: Option<(Instant, Timer)>,
+    next_probe: Option<Instant>,
+    probe_in_flight: bool,
+    health_failures: u32,
+    /// Start again once the current process is gone (operator `restart`).
+    start_after_stop: bool,
+    /// A failed start is being killed (start timeout).
+    start_failed: bool,
+    last_exit: Option<Exit>,
+}
+
+/// The decision core for all servers of one node.
+#[derive(Debug)]
+pub struct Supervisor {
+    servers: BTreeMap<ServerName, Server>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Supervisor {
+    /// A core for these servers, all `UNKNOWN` until [`Supervisor::on_recovered`] is called for
+    /// each. Names must be unique (the config layer checks); a later duplicate replaces an earlier.
+    #[must_use]
+    pub fn new(now: Instant, specs: impl IntoIterator<Item = Arc<ServerSpec>>) -> Self {
+        let servers = specs
+            .into_iter()
+            .map(|spec| {
+                let policy =
+                    RestartPolicy::new(spec.auto_restart, spec.restart_max, spec.restart_interval, spec.restart_delay);
+                let server = Server {
+                    state: ServerState::Unknown,
+                    since: now,
+                    reason: "daemon starting".to_owned(),
+                    generation: 0,
+                    start_kind: StartKind::Fresh,
+                    policy,
+                    restart_count: 0,
+                    timer: None,
+                    next_probe: None,
+                    probe_in_flight: false,
+                    health_failures: 0,
+                    start_after_stop: false,
+                    start_failed: false,
+                    last_exit: None,
+                    spec,
+                };
+                (server.spec.name.clone(), server)
+            })
+            .collect();
+        Self { servers, actions: VecDeque::new(), events: VecDeque::new() }
+    }
+
+    /// Crash recovery's finding for `server`. Adopted servers keep running untouched; a server
+    /// that died while meant to run is restarted (counted); `Nothing` starts it if `auto_start`.
+    /// Unknown names are ignored.
+    pub fn on_recovered(&mut self, now: Instant, server: &ServerName, found: Recovered) {
+        let Some(s) = self.servers.get_mut(server) else { return };
+        match found {
+            Recovered::Nothing => {
+                if s.spec.auto_start {
+                    Self::spawn(s, &mut self.actions, &mut self.events, now, StartKind::Fresh, "auto_start");
+                } else {
+                    Self::set_state(s, &mut self.events, now, ServerState::Shutdown, "not started (auto_start = false)");
+                }
+            }
+            Recovered::Adopted { pid, suspended, restart_count } => {
+                s.generation += 1;
+                s.restart_count = restart_count;
+                s.start_kind = StartKind::Restart;
+                let (state, why) = if suspended {
+                    (ServerState::Suspended, format!("adopted pid {pid} (stopped)"))
+                } else {
+                    (ServerState::Running, format!("adopted pid {pid}"))
+                };
+                Self::set_state(s, &mut self.events, now, state, &why);
+                if state == ServerState::Running {
+                    Self::schedule_probe(s, now);
+                }
+            }
+            Recovered::Gone { meant_to_run: true, restart_count, detail } => {
+                s.restart_count = restart_count;
+                Self::set_state(s, &mut self.events, now, ServerState::Failed, &detail);
+                Self::after_crash(s, &mut self.actions, &mut self.events, now);
+            }
+            Recovered::Gone { meant_to_run: false, restart_count, detail } => {
+                s.restart_count = restart_count;
+                self.actions.push_back(Action::RemoveLock { server: server.clone() });
+                Self::set_state(
+                    s,
+                    &mut self.events,
+                    now,
+                    ServerState::FailedNotRestartable,
+                    &format!("{detail}; it was not meant to run"),
+                );
+            }
+            Recovered::Untrusted { detail } => {
+                Self::set_state(s, &mut self.events, now, ServerState::Unknown, &detail);
+            }
+        }
+    }
+
+    /// An operator's command. `Err` changes nothing.
+    ///
+    /// # Errors
+    /// [`CommandError::NoSuchServer`], or [`CommandError::NotNow`] when the command does not apply
+    /// in the server's state (e.g. `resume` of a server that is not `SUSPENDED`).
+    pub fn on_command(&mut self, now: Instant, server: &str, command: Command) -> Result<Accepted, CommandError> {
+        let name = ServerName::new(server).map_err(|_| CommandError::NoSuchServer(server.to_owned()))?;
+        let s = self.servers.get_mut(&name).ok_or_else(|| CommandError::NoSuchServer(server.to_owned()))?;
+        let not_now = |s: &Server| CommandError::NotNow { server: name.clone(), command, state: s.state };
+        let (actions, events) = (&mut self.actions, &mut self.events);
+        use ServerState as St;
+        match command {
+            Command::Start => match s.state {
+                St::Starting | St::Running | St::Suspended => Ok(Accepted::AlreadyDone),
+                St::Failed => Err(not_now(s)), // its process still runs: stop or restart it
+                St::ShuttingDown => {
+                    s.start_after_stop = true;
+                    Ok(Accepted::Changed)
+                }
+                St::Shutdown | St::FailedRestarting | St::FailedNotRestartable | St::Unknown => {
+                    s.policy.reset();
+                    s.restart_count = 0;
+                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator start");
+                    Ok(Accepted::Changed)
+                }
+            },
+            Command::Stop | Command::Kill => {
+                s.start_after_stop = false;
+                let signal = if command == Command::Stop { Signal::Term } else { Signal::Kill };
+                if s.state.has_process() {
+                    if s.state == St::ShuttingDown && signal == Signal::Term {
+                        return Ok(Accepted::AlreadyDone);
+                    }
+                    Self::stop(s, actions, events, now, signal, &format!("operator {}", command.as_str()));
+                    Ok(Accepted::Changed)
+                } else if s.state == St::Shutdown {
+                    Ok(Accepted::AlreadyDone)
+                } else {
+                    s.timer = None;
+                    actions.push_back(Action::RemoveLock { server: name.clone() });
+                    Self::set_state(s, events, now, St::Shutdown, &format!("operator {}", command.as_str()));
+                    Ok(Accepted::Changed)
+                }
+            }
+            Command::Restart => {
+                if s.state.has_process() {
+                    Self::stop(s, actions, events, now, Signal::Term, "operator restart");
+                    s.start_after_stop = true;
+                } else {
+                    s.policy.reset();
+                    s.restart_count = 0;
+                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator restart");
+                }
+                Ok(Accepted::Changed)
+            }
+            Command::Suspend => match s.state {
+                St::Suspended => Ok(Accepted::AlreadyDone),
+                St::Running | St::Starting | St::Failed => {
+                    actions.push_back(Action::Signal { server: name.clone(), generation: s.generation, signal: Signal::Stop });
+                    s.timer = None;
+                    s.next_probe = None;
+                    Self::set_state(s, events, now, St::Suspended, "operator suspend");
+                    Ok(Accepted::Changed)
+                }
+                _ => Err(not_now(s)),
+            },
+            Command::Resume => match s.state {
+                St::Suspended => {
+                    actions.push_back(Action::Signal { server: name.clone(), generation: s.generation, signal: Signal::Cont });
+                    s.health_failures = 0;
+                    Self::set_state(s, events, now, St::Running, "operator resume");
+                    Self::schedule_probe(s, now);
+                    Ok(Accepted::Changed)
+                }
+                St::Running | St::Starting => Ok(Accepted::AlreadyDone),
+                _ => Err(not_now(s)),
+            },
+        }
+    }
+
+    /// The executor spawned `generation`'s process. A server without a health check is
+    /// `RUNNING` at once; with one, it stays `STARTING` until its first good probe.
+    pub fn on_spawned(&mut self, now: Instant, server: &ServerName, generation: Generation, pid: Pid) {
+        let Some(s) = self.servers.get_mut(server) else { return };
+        if s.generation != generation || s.state != ServerState::Starting {
+            return;
+        }
+        match &s.spec.health {
+            None => Self::set_state(s, &mut self.events, now, ServerState::Running, &format!("started, pid {pid}")),
+            Some(h) => {
+                s.reason = format!("started, pid {pid}; waiting for its first good health check");
+                s.timer = Some((now + h.start_timeout, Timer::StartTimeout));
+                s.next_probe = Some(now);
+            }
+        }
+    }
+
+    /// The process of `generation` exited. Older generations are ignored.
+    pub fn on_exited(&mut self, now: Instant, server: &ServerName, generation: Generation, exit: Exit) {
+        let Some(s) = self.servers.get_mut(server) else { return };
+        if s.generation != generation || !s.state.has_process() {
+            return;
+        }
+        s.last_exit = Some(exit);
+        s.next_probe = None;
+        s.probe_in_flight = false;
+        let (actions, events) = (&mut self.actions, &mut self.events);
+        match s.state {
+            ServerState::ShuttingDown => {
+                s.timer = None;
+                if s.start_after_stop {
+                    s.start_after_stop = false;
+                    s.policy.reset();
+                    s.restart_count = 0;
+                    Self::set_state(s, events, now, ServerState::Shutdown, &format!("stopped ({exit})"));
+                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator restart");
+                } else {
+                    actions.push_back(Action::RemoveLock { server: server.clone() });
+                    Self::set_state(s, events, now, ServerState::Shutdown, &format!("stopped ({exit})"));
+                }
+            }
+            ServerState::Starting if s.start_kind == StartKind::Fresh => {
+                let why = if s.start_failed {
+                    format!("start failed: no good health check within start_timeout ({exit})")
+                } else {
+                    format!("start failed: {exit} during startup")
+                };
+                Self::give_up(s, actions, events, now, &why);
+            }
+            _ => {
+                let why = if s.start_failed { format!("start failed ({exit})") } else { exit.to_string() };
+                Self::set_state(s, events, now, ServerState::Failed, &why);
+                Self::after_crash(s, actions, events, now);
+            }
+        }
+    }
+
+    /// A health probe of `generation` finished.
+    pub fn on_probe(&mut self, now: Instant, server: &ServerName, generation: Generation, result: ProbeResult) {
+        let Some(s) = self.servers.get_mut(server) else { return };
+        if s.generation != generation || !s.probe_in_flight {
+            return;
+        }
+        s.probe_in_flight = false;
+        let Some(health) = s.spec.health.clone() else { return };
+        let (actions, events) = (&mut self.actions, &mut self.events);
+        match (s.state, result) {
+            (ServerState::Starting, ProbeResult::Healthy) if !s.start_failed => {
+                s.timer = None;
+                s.health_failures = 0;
+                Self::set_state(s, events, now, ServerState::Running, "first health check passed");
+            }
+            (ServerState::Starting, ProbeResult::Unhealthy(_)) => {} // not counted until start_timeout
+            (ServerState::Running, ProbeResult::Healthy) => s.health_failures = 0,
+            (ServerState::Failed, ProbeResult::Healthy) if !s.spec.auto_kill_if_failed => {
+                s.health_failures = 0;
+                Self::set_state(s, events, now, ServerState::Running, "health check passed again");
+            }
+            (ServerState::Running | ServerState::Failed, ProbeResult::Unhealthy(why)) => {
+                s.health_failures = s.health_failures.saturating_add(1);
+                if s.state == ServerState::Running && s.health_failures >= health.failure_threshold {
+                    let why = format!("health check failed {} times in a row: {why}", s.health_failures);
+                    Self::set_state(s, events, now, ServerState::Failed, &why);
+                    if s.spec.auto_kill_if_failed {
+                        actions.push_back(Action::Signal {
+                            server: server.clone(),
+                            generation,
+                            signal: Signal::Kill,
+                        });
+                        s.next_probe = None;
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        }
+        if matches!(s.state, ServerState::Starting | ServerState::Running | ServerState::Failed) {
+            s.next_probe = Some(now + health.interval);
+        }
+    }
+
+    /// An action could not be carried out. A failed spawn is a failed start; a failed signal or
+    /// lock write is only reported (the process state is learned from its exit).
+    pub fn on_action_failed(&mut self, now: Instant, action: &Action, reason: &str) {
+        let Action::Spawn { server, generation, .. } = action else {
+            if let Action::Probe { server, generation } = action {
+                self.on_probe(now, server, *generation, ProbeResult::Unhealthy(reason.to_owned()));
+            }
+            return;
+        };
+        let Some(s) = self.servers.get_mut(server) else { return };
+        if s.generation != *generation || s.state != ServerState::Starting {
+            return;
+        }
+        let why = format!("start failed: {reason}");
+        match s.start_kind {
+            StartKind::Fresh => Self::give_up(s, &mut self.actions, &mut self.events, now, &why),
+            StartKind::Restart => {
+                Self::set_state(s, &mut self.events, now, ServerState::Failed, &why);
+                Self::after_crash(s, &mut self.actions, &mut self.events, now);
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`. Calling it early, late or twice is harmless.
+    pub fn on_timeout(&mut self, now: Instant) {
+        for (name, s) in &mut self.servers {
+            if let Some((at, timer)) = s.timer
+                && at <= now
+            {
+                s.timer = None;
+                match timer {
+                    Timer::Restart if s.state == ServerState::FailedRestarting => {
+                        s.restart_count = s.restart_count.saturating_add(1);
+                        Self::spawn(s, &mut self.actions, &mut self.events, now, StartKind::Restart, "restart");
+                    }
+                    Timer::StopKill if s.state == ServerState::ShuttingDown => {
+                        s.reason = format!("did not stop within {:?}: SIGKILL", s.spec.stop_timeout);
+                        self.actions.push_back(Action::Signal {
+                            server: name.clone(),
+                            generation: s.generation,
+                            signal: Signal::Kill,
+                        });
+                    }
+                    Timer::StartTimeout if s.state == ServerState::Starting => {
+                        s.start_failed = true;
+                        s.next_probe = None;
+                        s.reason = "no good health check within start_timeout: killing it".to_owned();
+                        self.actions.push_back(Action::Signal {
+                            server: name.clone(),
+                            generation: s.generation,
+                            signal: Signal::Kill,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(at) = s.next_probe
+                && at <= now
+                && !s.probe_in_flight
+            {
+                s.next_probe = None;
+                s.probe_in_flight = true;
+                self.actions.push_back(Action::Probe { server: name.clone(), generation: s.generation });
+            }
+        }
+    }
+
+    /// The next action for the executor, oldest first.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next state change, oldest first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant [`Supervisor::on_timeout`] has work to do, if any.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.servers
+            .values()
+            .flat_map(|s| [s.timer.map(|(at, _)| at), s.next_probe.filter(|_| !s.probe_in_flight)])
+            .flatten()
+            .min()
+    }
+
+    /// One server's view.
+    #[must_use]
+    pub fn server(&self, name: &ServerName) -> Option<ServerView> {
+        self.servers.get(name).map(|s| view(name, s))
+    }
+
+    /// Every server's view, by name.
+    pub fn servers(&self) -> impl Iterator<Item = ServerView> + '_ {
+        self.servers.iter().map(|(n, s)| view(n, s))
+    }
+
+    /// A server's spec.
+    #[must_use]
+    pub fn spec(&self, name: &ServerName) -> Option<&Arc<ServerSpec>> {
+        self.servers.get(name).map(|s| &s.spec)
+    }
+
+    fn set_state(s: &mut Server, events: &mut VecDeque<Event>, now: Instant, to: ServerState, why: &str) {
+        s.reason = why.to_owned();
+        if s.state == to {
+            return;
+        }
+        events.push_back(Event { server: s.spec.name.clone(), from: s.state, to, at: now, reason: why.to_owned() });
+        s.state = to;
+        s.since = now;
+    }
+
+    fn spawn(
+        s: &mut Server,
+        actions: &mut VecDeque<Action>,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+        kind: StartKind,
+        why: &str,
+    ) {
+        s.generation += 1;
+        s.start_kind = kind;
+        s.timer = None;
+        s.next_probe = None;
+        s.probe_in_flight = false;
+        s.health_failures = 0;
+        s.start_failed = false;
+        s.start_after_stop = false;
+        actions.push_back(Action::Spawn {
+            server: s.spec.name.clone(),
+            generation: s.generation,
+            restart_count: s.restart_count,
+        });
+        Self::set_state(s, events, now, ServerState::Starting, why);
+    }
+
+    fn stop(
+        s: &mut Server,
+        actions: &mut VecDeque<Action>,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+        signal: Signal,
+        why: &str,
+    ) {
+        let server = s.spec.name.clone();
+        actions.push_back(Action::MarkIntent { server: server.clone(), meant_to_run: false });
+        if s.state == ServerState::Suspended && signal == Signal::Term {
+            // a stopped process cannot act on SIGTERM until it is continued
+            actions.push_back(Action::Signal { server: server.clone(), generation: s.generation, signal: Signal::Cont });
+        }
+        actions.push_back(Action::Signal { server, generation: s.generation, signal });
+        s.next_probe = None;
+        s.timer = (signal == Signal::Term).then(|| (now + s.spec.stop_timeout, Timer::StopKill));
+        Self::set_state(s, events, now, ServerState::ShuttingDown, why);
+    }
+
+    /// The server's process is gone unexpectedly (state already `FAILED`): ask the policy.
+    fn after_crash(s: &mut Server, actions: &mut VecDeque<Action>, events: &mut VecDeque<Event>, now: Instant) {
+        let crash = s.reason.clone();
+        match s.policy.on_exit(now) {
+            RestartDecision::RestartAt { at, attempt } => {
+                s.timer = Some((at, Timer::Restart));
+                let why = format!("{crash}; restart {attempt} of {} within {:?}", s.spec.restart_max, s.spec.restart_interval);
+                Self::set_state(s, events, now, ServerState::FailedRestarting, &why);
+            }
+            RestartDecision::GiveUp { exits_in_window } => {
+                let why = format!(
+                    "{crash}; restart budget spent ({} restarts within {:?}, {exits_in_window} failures)",
+                    s.spec.restart_max, s.spec.restart_interval
+                );
+                Self::give_up(s, actions, events, now, &why);
+            }
+            RestartDecision::StayDown => {
+                Self::give_up(s, actions, events, now, &format!("{crash}; auto_restart is off"));
+            }
+        }
+    }
+
+    fn give_up(s: &mut Server, actions: &mut VecDeque<Action>, events: &mut VecDeque<Event>, now: Instant, why: &str) {
+        s.timer = None;
+        s.next_probe = None;
+        actions.push_back(Action::MarkIntent { server: s.spec.name.clone(), meant_to_run: false });
+        Self::set_state(s, events, now, ServerState::FailedNotRestartable, why);
+    }
+
+    fn schedule_probe(s: &mut Server, now: Instant) {
+        if s.spec.health.is_some() {
+            s.next_probe = Some(now);
+        }
+    }
+}
+
+fn view(name: &ServerName, s: &Server) -> ServerView {
+    ServerView {
+        name: name.clone(),
+        state: s.state,
+        generation: s.generation,
+        restart_count: s.restart_count,
+        since: s.since,
+        health_failures: s.health_failures,
+        reason: s.reason.clone(),
+        last_exit: s.last_exit,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Servers of one node: spec, lifecycle state machine, restart policy, spawn/reap/adopt, logs and
+//! lock files.
+#![doc = include_str!("../README.md")]
+
+pub mod core;
+pub mod spec;
+
+pub use crate::core::{
+    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
+    RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
+};
+pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};

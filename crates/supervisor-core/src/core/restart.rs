@@ -39,7 +39,8 @@ impl RestartPolicy {
         Self { auto_restart, restart_max, window, delay, restarts: VecDeque::new() }
     }
 
-    /// Decides about an unexpected exit at `now`. A `RestartAt` is counted in the window at once.
+    /// Decides about an unexpected exit at `now`. A `RestartAt` is counted in the window at once,
+    /// stamped with the instant the restart will happen.
     pub fn on_exit(&mut self, now: Instant) -> RestartDecision {
         if !self.auto_restart {
             return RestartDecision::StayDown;
@@ -49,8 +50,10 @@ impl RestartPolicy {
         if used >= self.restart_max {
             return RestartDecision::GiveUp { exits_in_window: used.saturating_add(1) };
         }
-        self.restarts.push_back(now);
-        RestartDecision::RestartAt { at: now + self.delay, attempt: used + 1 }
+        // counted at the instant the restart happens, so the window bounds real restarts
+        let at = now + self.delay;
+        self.restarts.push_back(at);
+        RestartDecision::RestartAt { at, attempt: used + 1 }
     }
 
     /// Forgets every counted restart (an operator `start`).

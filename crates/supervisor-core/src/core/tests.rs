@@ -1,0 +1,478 @@
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::spec::{HealthSpec, Probe};
+
+#[allow(clippy::disallowed_methods)] // the tests' fixed origin; all later times are offsets
+fn t0() -> Instant {
+    Instant::now()
+}
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+fn name(n: &str) -> ServerName {
+    ServerName::new(n).unwrap()
+}
+
+fn spec(f: impl FnOnce(&mut ServerSpec)) -> Arc<ServerSpec> {
+    let mut s = ServerSpec::new("web", &["sleep", "100"]).unwrap();
+    f(&mut s);
+    Arc::new(s)
+}
+
+fn health(threshold: u32) -> Option<HealthSpec> {
+    Some(HealthSpec {
+        probe: Probe::Tcp("127.0.0.1:1".into()),
+        interval: secs(5),
+        timeout: secs(1),
+        failure_threshold: threshold,
+        start_timeout: secs(30),
+    })
+}
+
+/// A core with one server "web", recovered with nothing (so it is spawning), its actions drained.
+fn started(now: Instant, spec: Arc<ServerSpec>) -> (Supervisor, Generation) {
+    let mut sup = Supervisor::new(now, [spec]);
+    sup.on_recovered(now, &name("web"), Recovered::Nothing);
+    let gen_ = match drain(&mut sup).as_slice() {
+        [Action::Spawn { generation, .. }] => *generation,
+        other => panic!("expected one spawn, got {other:?}"),
+    };
+    sup.on_spawned(now, &name("web"), gen_, 100);
+    (sup, gen_)
+}
+
+fn drain(sup: &mut Supervisor) -> Vec<Action> {
+    std::iter::from_fn(|| sup.poll_action()).collect()
+}
+fn state(sup: &Supervisor) -> ServerState {
+    sup.server(&name("web")).unwrap().state
+}
+fn generation(sup: &Supervisor) -> Generation {
+    sup.server(&name("web")).unwrap().generation
+}
+fn spawns(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| matches!(a, Action::Spawn { .. })).count()
+}
+
+#[test]
+fn a_server_without_health_check_runs_once_spawned() {
+    let t0 = t0();
+    let (sup, _) = started(t0, spec(|_| {}));
+    assert_eq!(state(&sup), ServerState::Running);
+}
+
+#[test]
+fn auto_start_off_leaves_it_shutdown() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = false)]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    assert!(drain(&mut sup).is_empty());
+    assert_eq!(state(&sup), ServerState::Shutdown);
+}
+
+#[test]
+fn a_crash_waits_restart_delay_in_failed_restarting_then_respawns() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.restart_delay = secs(3)));
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Signal(9));
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(4)));
+    assert_eq!(spawns(&drain(&mut sup)), 0);
+    sup.on_timeout(t0 + secs(2)); // early: nothing
+    assert_eq!(spawns(&drain(&mut sup)), 0);
+    sup.on_timeout(t0 + secs(4));
+    let actions = drain(&mut sup);
+    assert_eq!(actions, vec![Action::Spawn { server: name("web"), generation: g + 1, restart_count: 1 }]);
+    sup.on_timeout(t0 + secs(4)); // twice: harmless
+    assert!(drain(&mut sup).is_empty());
+    sup.on_spawned(t0 + secs(4), &name("web"), g + 1, 101);
+    assert_eq!(state(&sup), ServerState::Running);
+    assert_eq!(sup.server(&name("web")).unwrap().restart_count, 1);
+}
+
+#[test]
+fn the_budget_spent_makes_it_failed_not_restartable() {
+    let t0 = t0();
+    let (mut sup, mut g) = started(t0, spec(|s| s.restart_max = 2));
+    for i in 1..=2 {
+        sup.on_exited(t0 + secs(i), &name("web"), g, Exit::Code(1));
+        sup.on_timeout(t0 + secs(i));
+        assert_eq!(spawns(&drain(&mut sup)), 1);
+        g = generation(&sup);
+        sup.on_spawned(t0 + secs(i), &name("web"), g, 100);
+    }
+    sup.on_exited(t0 + secs(3), &name("web"), g, Exit::Code(1));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+    let actions = drain(&mut sup);
+    assert_eq!(actions, vec![Action::MarkIntent { server: name("web"), meant_to_run: false }]);
+    assert_eq!(sup.next_deadline(), None);
+}
+
+#[test]
+fn auto_restart_off_never_restarts() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.auto_restart = false));
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+}
+
+#[test]
+fn operator_stop_sends_term_then_kill_and_never_restarts() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.stop_timeout = secs(5)));
+    assert_eq!(sup.on_command(t0, "web", Command::Stop), Ok(Accepted::Changed));
+    assert_eq!(state(&sup), ServerState::ShuttingDown);
+    let actions = drain(&mut sup);
+    assert!(actions.contains(&Action::Signal { server: name("web"), generation: g, signal: Signal::Term }));
+    sup.on_timeout(t0 + secs(5));
+    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Kill }]);
+    sup.on_exited(t0 + secs(6), &name("web"), g, Exit::Signal(9));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(drain(&mut sup), vec![Action::RemoveLock { server: name("web") }]);
+    assert_eq!(sup.next_deadline(), None);
+}
+
+#[test]
+fn a_failed_first_start_is_not_restarted() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    assert_eq!(state(&sup), ServerState::Starting);
+    sup.on_exited(t0 + secs(1), &name("web"), 1, Exit::Code(2));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+    assert!(sup.server(&name("web")).unwrap().reason.contains("during startup"));
+}
+
+#[test]
+fn a_spawn_error_is_a_failed_start() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|_| {})]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let spawn = drain(&mut sup).remove(0);
+    sup.on_action_failed(t0, &spawn, "No such file or directory");
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+}
+
+#[test]
+fn health_gates_running_and_failures_mark_failed_without_killing() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(2))]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    sup.on_timeout(t0);
+    assert_eq!(drain(&mut sup), vec![Action::Probe { server: name("web"), generation: 1 }]);
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(30)), "the start timeout; no probe while one is in flight");
+    sup.on_probe(t0, &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
+    assert_eq!(state(&sup), ServerState::Starting, "failures during startup are not counted");
+    sup.on_timeout(t0 + secs(5));
+    let _ = drain(&mut sup);
+    sup.on_probe(t0 + secs(5), &name("web"), 1, ProbeResult::Healthy);
+    assert_eq!(state(&sup), ServerState::Running);
+    for i in [10, 15] {
+        sup.on_timeout(t0 + secs(i));
+        assert_eq!(drain(&mut sup), vec![Action::Probe { server: name("web"), generation: 1 }]);
+        sup.on_probe(t0 + secs(i), &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
+    }
+    assert_eq!(state(&sup), ServerState::Failed);
+    assert!(drain(&mut sup).is_empty(), "no kill without auto_kill_if_failed");
+    sup.on_timeout(t0 + secs(20));
+    let _ = drain(&mut sup);
+    sup.on_probe(t0 + secs(20), &name("web"), 1, ProbeResult::Healthy);
+    assert_eq!(state(&sup), ServerState::Running, "a passing probe brings it back");
+}
+
+#[test]
+fn auto_kill_if_failed_kills_and_restarts_by_policy() {
+    let t0 = t0();
+    let (mut sup, g) = started(
+        t0,
+        spec(|s| {
+            s.health = health(1);
+            s.auto_kill_if_failed = true;
+        }),
+    );
+    sup.on_timeout(t0);
+    let _ = drain(&mut sup);
+    sup.on_probe(t0, &name("web"), g, ProbeResult::Healthy);
+    sup.on_timeout(t0 + secs(5));
+    let _ = drain(&mut sup);
+    sup.on_probe(t0 + secs(5), &name("web"), g, ProbeResult::Unhealthy("500".into()));
+    assert_eq!(state(&sup), ServerState::Failed);
+    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Kill }]);
+    sup.on_exited(t0 + secs(5), &name("web"), g, Exit::Signal(9));
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+    sup.on_timeout(t0 + secs(5));
+    assert_eq!(spawns(&drain(&mut sup)), 1);
+}
+
+#[test]
+fn start_timeout_kills_a_server_that_never_gets_healthy() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    sup.on_timeout(t0);
+    let _ = drain(&mut sup);
+    sup.on_probe(t0, &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
+    sup.on_timeout(t0 + secs(30));
+    let actions = drain(&mut sup);
+    assert!(actions.contains(&Action::Signal { server: name("web"), generation: 1, signal: Signal::Kill }), "{actions:?}");
+    sup.on_exited(t0 + secs(30), &name("web"), 1, Exit::Signal(9));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+}
+
+#[test]
+fn suspend_and_resume_signal_the_group() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|_| {}));
+    assert_eq!(sup.on_command(t0, "web", Command::Suspend), Ok(Accepted::Changed));
+    assert_eq!(state(&sup), ServerState::Suspended);
+    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Stop }]);
+    assert_eq!(sup.on_command(t0, "web", Command::Suspend), Ok(Accepted::AlreadyDone));
+    assert_eq!(sup.on_command(t0, "web", Command::Resume), Ok(Accepted::Changed));
+    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Cont }]);
+    assert_eq!(state(&sup), ServerState::Running);
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = false)]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let before = sup.server(&name("web"));
+    assert!(matches!(sup.on_command(t0, "web", Command::Resume), Err(CommandError::NotNow { .. })));
+    assert!(matches!(sup.on_command(t0, "web", Command::Suspend), Err(CommandError::NotNow { .. })));
+    assert_eq!(sup.on_command(t0, "nope", Command::Start), Err(CommandError::NoSuchServer("nope".into())));
+    assert_eq!(sup.on_command(t0, "../x", Command::Start), Err(CommandError::NoSuchServer("../x".into())));
+    assert_eq!(sup.server(&name("web")), before);
+    assert!(drain(&mut sup).is_empty());
+}
+
+#[test]
+fn restart_stops_then_starts_with_a_fresh_budget() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|_| {}));
+    assert_eq!(sup.on_command(t0, "web", Command::Restart), Ok(Accepted::Changed));
+    let _ = drain(&mut sup);
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Signal(15));
+    let actions = drain(&mut sup);
+    assert_eq!(actions, vec![Action::Spawn { server: name("web"), generation: g + 1, restart_count: 0 }]);
+    assert_eq!(state(&sup), ServerState::Starting);
+}
+
+#[test]
+fn recovery_adopts_a_live_server_without_spawning() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|_| {})]);
+    sup.on_recovered(t0, &name("web"), Recovered::Adopted { pid: 42, suspended: false, restart_count: 1 });
+    assert!(drain(&mut sup).is_empty());
+    assert_eq!(state(&sup), ServerState::Running);
+    assert_eq!(sup.server(&name("web")).unwrap().restart_count, 1);
+}
+
+#[test]
+fn recovery_restarts_a_server_that_died_while_meant_to_run() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|_| {})]);
+    let found = Recovered::Gone { meant_to_run: true, restart_count: 0, detail: "pid 42 is not running".into() };
+    sup.on_recovered(t0, &name("web"), found);
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+    sup.on_timeout(t0);
+    assert_eq!(spawns(&drain(&mut sup)), 1);
+    assert_eq!(sup.server(&name("web")).unwrap().restart_count, 1);
+}
+
+#[test]
+fn an_untrusted_lock_file_leaves_the_server_unknown_and_untouched() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|_| {})]);
+    sup.on_recovered(t0, &name("web"), Recovered::Untrusted { detail: "garbage".into() });
+    assert!(drain(&mut sup).is_empty());
+    assert_eq!(state(&sup), ServerState::Unknown);
+    assert_eq!(sup.next_deadline(), None);
+}
+
+#[test]
+fn a_stale_generation_exit_is_ignored() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|_| {}));
+    sup.on_exited(t0, &name("web"), g - 1, Exit::Code(1));
+    assert_eq!(state(&sup), ServerState::Running);
+    assert!(drain(&mut sup).is_empty());
+}
+
+// ---- property tests ----
+
+#[derive(Debug, Clone)]
+enum Input {
+    Cmd(Command),
+    Exit,
+    Spawned,
+    SpawnFailed,
+    Probe(bool),
+    Advance(u64),
+}
+
+fn arb_input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        prop::sample::select(vec![
+            Command::Start,
+            Command::Stop,
+            Command::Restart,
+            Command::Kill,
+            Command::Suspend,
+            Command::Resume
+        ])
+        .prop_map(Input::Cmd),
+        Just(Input::Exit),
+        Just(Input::Exit),
+        Just(Input::Spawned),
+        Just(Input::SpawnFailed),
+        any::<bool>().prop_map(Input::Probe),
+        (0u64..120).prop_map(Input::Advance),
+    ]
+}
+
+/// Drives the core like the executor would; returns every spawn with its time and whether an
+/// operator start/restart preceded it.
+struct World {
+    sup: Supervisor,
+    now: Instant,
+    pending_spawn: Option<Action>,
+    probing: bool,
+    /// An operator stop/kill happened and no operator start/restart since.
+    stopped_by_operator: bool,
+    /// Times of restarts (spawns not caused by an operator command or auto_start).
+    restarts: Vec<Instant>,
+}
+
+impl World {
+    fn pump(&mut self, operator_start: bool) -> Result<(), TestCaseError> {
+        while let Some(a) = self.sup.poll_action() {
+            match a {
+                Action::Spawn { .. } => {
+                    prop_assert!(
+                        !self.stopped_by_operator,
+                        "spawned after an operator stop without an operator start"
+                    );
+                    if !operator_start {
+                        self.restarts.push(self.now);
+                    }
+                    self.pending_spawn = Some(a);
+                }
+                Action::Probe { .. } => self.probing = true,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn no_restart_after_an_operator_stop_and_no_more_than_restart_max_in_a_window(
+        restart_max in 0u32..4,
+        window in 1u64..300,
+        delay in 0u64..10,
+        with_health in any::<bool>(),
+        auto_kill in any::<bool>(),
+        inputs in prop::collection::vec(arb_input(), 1..80),
+    ) {
+        let t0 = t0();
+        let spec = spec(|s| {
+            s.restart_max = restart_max;
+            s.restart_interval = secs(window);
+            s.restart_delay = secs(delay);
+            s.auto_kill_if_failed = auto_kill;
+            if with_health { s.health = health(2); }
+        });
+        let mut w = World {
+            sup: Supervisor::new(t0, [spec]),
+            now: t0,
+            pending_spawn: None,
+            probing: false,
+            stopped_by_operator: false,
+            restarts: vec![],
+        };
+        w.sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+        w.pump(true)?;
+        for input in inputs {
+            let mut operator_start = false;
+            match input {
+                Input::Cmd(c) => {
+                    let res = w.sup.on_command(w.now, "web", c);
+                    if res.is_ok() {
+                        match c {
+                            Command::Stop | Command::Kill => w.stopped_by_operator = true,
+                            Command::Start | Command::Restart => {
+                                w.stopped_by_operator = false;
+                                w.restarts.clear(); // an operator start resets the budget
+                                operator_start = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Input::Exit => {
+                    let g = generation(&w.sup);
+                    w.sup.on_exited(w.now, &name("web"), g, Exit::Code(1));
+                    // the restart-after-stop (operator restart) spawns here
+                    operator_start = state(&w.sup) == ServerState::Starting;
+                    if operator_start { w.restarts.clear(); }
+                }
+                Input::Spawned => {
+                    if let Some(Action::Spawn { server, generation, .. }) = w.pending_spawn.take() {
+                        w.sup.on_spawned(w.now, &server, generation, 7);
+                    }
+                }
+                Input::SpawnFailed => {
+                    if let Some(a) = w.pending_spawn.take() {
+                        w.sup.on_action_failed(w.now, &a, "exec failed");
+                    }
+                }
+                Input::Probe(ok) => {
+                    if w.probing {
+                        w.probing = false;
+                        let g = generation(&w.sup);
+                        let r = if ok { ProbeResult::Healthy } else { ProbeResult::Unhealthy("x".into()) };
+                        w.sup.on_probe(w.now, &name("web"), g, r);
+                    }
+                }
+                Input::Advance(s) => {
+                    // a simulated clock: fire every deadline on time on the way to the target
+                    let target = w.now + secs(s);
+                    let mut fired = 0;
+                    while let Some(d) = w.sup.next_deadline().filter(|&d| d <= target) {
+                        fired += 1;
+                        prop_assert!(fired < 1000, "a deadline that on_timeout never clears");
+                        w.now = d.max(w.now);
+                        w.sup.on_timeout(w.now);
+                        w.pump(false)?;
+                    }
+                    w.now = target;
+                    w.sup.on_timeout(w.now);
+                }
+            }
+            w.pump(operator_start)?;
+            // no more than restart_max restarts in any window
+            for (i, &t) in w.restarts.iter().enumerate() {
+                let in_window = w.restarts[i..].iter().filter(|&&u| u.saturating_duration_since(t) < secs(window)).count();
+                prop_assert!(in_window <= restart_max as usize, "{in_window} restarts within {window}s (max {restart_max})");
+            }
+            // after firing what is due, no deadline is left in the past (the driver would spin)
+            w.sup.on_timeout(w.now);
+            w.pump(false)?;
+            if let Some(d) = w.sup.next_deadline() {
+                prop_assert!(d > w.now, "deadline {d:?} not after now {:?}", w.now);
+            }
+        }
+    }
+}

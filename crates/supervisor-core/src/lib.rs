@@ -3,6 +3,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod core;
+pub mod driver;
 pub mod spec;
 
 pub use crate::core::{
@@ -10,3 +11,4 @@ pub use crate::core::{
     RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
 };
 pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};
+pub use crate::driver::{ServerStatus, Snapshot, SupervisorConfig, SupervisorHandle};

@@ -1,0 +1,299 @@
+//! Lock files: one per started server, so a restarted daemon knows what runs (WebLogic
+//! `CrashRecoveryEnabled`).
+//!
+//! A lock file holds the PID, process group, start time, boot id and the per-start token of the
+//! server's process, and whether it is meant to run. It is written atomically (temporary file,
+//! fsync, rename, fsync of the directory), so a crash leaves the old or the new version. On
+//! recovery a PID is trusted only if it is alive and its start time, process group, boot id and
+//! `NM_SERVER_TOKEN` all match: PID reuse never makes nm adopt or signal a stranger (DESIGN §4.2).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::process::{self, PidFd};
+use crate::core::{Pid, Recovered};
+use crate::spec::ServerName;
+
+/// The lock file's format version.
+const VERSION: u32 = 1;
+
+/// The content of `servers/NAME.lock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockRecord {
+    /// Format version (1).
+    pub version: u32,
+    /// The server's name.
+    pub server: String,
+    /// The PID of its session leader.
+    pub pid: Pid,
+    /// Its process group (the same as `pid`: each server leads its own session).
+    pub pgid: Pid,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+    /// `/proc/sys/kernel/random/boot_id` when it was started.
+    pub boot_id: String,
+    /// The random token it got as `NM_SERVER_TOKEN`.
+    pub token: String,
+    /// Whether it should run if the daemon dies now: false once an operator stopped it or its
+    /// restarts gave up.
+    pub meant_to_run: bool,
+    /// Restarts by nm since the last operator start.
+    pub restart_count: u32,
+    /// When it was started, for people (RFC 3339).
+    pub started_at: String,
+}
+
+/// Where the lock files live: `DATA_DIR/servers`.
+#[derive(Debug, Clone)]
+pub struct LockDir {
+    dir: PathBuf,
+}
+
+impl LockDir {
+    /// Uses (and creates, mode 0700) `data_dir/servers`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let dir = data_dir.join("servers");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// The lock file of `server`.
+    #[must_use]
+    pub fn path(&self, server: &ServerName) -> PathBuf {
+        self.dir.join(format!("{server}.lock"))
+    }
+
+    /// Writes `record` atomically.
+    ///
+    /// # Errors
+    /// Any I/O error; the previous version of the file is then still in place.
+    pub fn write(&self, record: &LockRecord) -> io::Result<()> {
+        let name = ServerName::new(record.server.as_str()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        write_atomic(&self.path(&name), &json)
+    }
+
+    /// Removes the lock file of `server` (and makes the removal durable). A missing file is fine.
+    ///
+    /// # Errors
+    /// Any other I/O error.
+    pub fn remove(&self, server: &ServerName) -> io::Result<()> {
+        match std::fs::remove_file(self.path(server)) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of servers that have a lock file (for reporting locks of servers no longer
+    /// configured).
+    pub fn names(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return vec![] };
+        let mut v: Vec<String> = rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".lock").map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Crash recovery for `server`: reads its lock file and decides what the process it names is.
+    /// An unreadable lock file is moved aside to `NAME.lock.corrupt` (kept for the operator) and
+    /// reported as [`Recovered::Untrusted`]. Returns the pidfd of an adopted process.
+    pub fn recover(&self, server: &ServerName, boot_id: &str) -> Recovery {
+        let path = self.path(server);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Recovery::plain(Recovered::Nothing),
+            Err(e) => return Recovery::plain(Recovered::Untrusted { detail: format!("cannot read {}: {e}", path.display()) }),
+        };
+        let record = match serde_json::from_slice::<LockRecord>(&bytes) {
+            Ok(r) if r.version == VERSION && r.server == server.as_str() => r,
+            Ok(r) => {
+                let detail = format!("lock file {} is for {:?} version {}, not {server:?} version {VERSION}", path.display(), r.server, r.version);
+                return self.untrusted(server, detail);
+            }
+            Err(e) => {
+                let what = if bytes.is_empty() { "empty".to_owned() } else { format!("unreadable ({e})") };
+                return self.untrusted(server, format!("lock file {} is {what}", path.display()));
+            }
+        };
+        let (meant_to_run, restart_count) = (record.meant_to_run, record.restart_count);
+        let gone = |detail: String| Recovery {
+            found: Recovered::Gone { meant_to_run, restart_count, detail },
+            record: Some(record.clone()),
+            pidfd: None,
+        };
+        if record.boot_id != boot_id {
+            return gone(format!("pid {} was started before this boot", record.pid));
+        }
+        match verify(&record) {
+            Ok((pidfd, suspended)) => Recovery {
+                found: Recovered::Adopted { pid: record.pid, suspended, restart_count },
+                record: Some(record.clone()),
+                pidfd: Some(pidfd),
+            },
+            Err(detail) => gone(detail),
+        }
+    }
+
+    fn untrusted(&self, server: &ServerName, detail: String) -> Recovery {
+        let path = self.path(server);
+        let aside = self.dir.join(format!("{server}.lock.corrupt"));
+        let detail = match std::fs::rename(&path, &aside) {
+            Ok(()) => format!("{detail}; moved to {}; not trusted: start the server by hand once you know it is not running", aside.display()),
+            Err(e) => format!("{detail}; could not move it aside: {e}"),
+        };
+        Recovery::plain(Recovered::Untrusted { detail })
+    }
+}
+
+/// What recovery found for one server, with what the driver needs to keep watching it.
+#[derive(Debug)]
+pub struct Recovery {
+    /// The finding for the core.
+    pub found: Recovered,
+    /// The lock record read, if it was trusted as a record.
+    pub record: Option<LockRecord>,
+    /// The pidfd of an adopted process.
+    pub(crate) pidfd: Option<std::sync::Arc<PidFd>>,
+}
+
+impl Recovery {
+    fn plain(found: Recovered) -> Self {
+        Self { found, record: None, pidfd: None }
+    }
+}
+
+/// Checks that the process the record names is the one nm started: alive, same start time,
+/// leads its own group, carries the same token. The pidfd is opened first, so the process the
+/// checks read is the one it pins; a process that died or was replaced during the checks fails
+/// them. On failure the process is never signalled.
+fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), String> {
+    let pid = record.pid;
+    let pidfd = PidFd::open(pid).map_err(|_| format!("pid {pid} is not running"))?;
+    let stat = process::proc_stat(pid).map_err(|_| format!("pid {pid} is not running"))?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return Err(format!("pid {pid} is not running (zombie)"));
+    }
+    if stat.start_time != record.start_time {
+        return Err(format!(
+            "pid {pid} is another process (start time {} != {}): left alone",
+            stat.start_time, record.start_time
+        ));
+    }
+    if stat.pgrp != record.pgid {
+        return Err(format!("pid {pid} is another process (process group {} != {}): left alone", stat.pgrp, record.pgid));
+    }
+    match process::proc_token(pid) {
+        Some(t) if t == record.token => {}
+        Some(_) => return Err(format!("pid {pid} is another process (token differs): left alone")),
+        None => return Err(format!("pid {pid} is another process (no readable NM_SERVER_TOKEN): left alone")),
+    }
+    if pidfd.has_exited() {
+        return Err(format!("pid {pid} exited during recovery"));
+    }
+    Ok((pidfd, stat.state == 'T'))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file in the same directory, fsync, rename,
+/// fsync of the directory. The file is created with mode 0600.
+///
+/// # Errors
+/// Any I/O error; the old file is then untouched (a stray temporary file may remain).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let file_name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> ServerName {
+        ServerName::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_missing_lock_is_nothing_and_garbage_is_untrusted_and_moved_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        assert_eq!(dir.recover(&name("a"), "boot").found, Recovered::Nothing);
+        std::fs::write(dir.path(&name("a")), b"{\"version\": 1, \"serv").unwrap();
+        let r = dir.recover(&name("a"), "boot");
+        assert!(matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")), "{:?}", r.found);
+        assert!(!dir.path(&name("a")).exists());
+        assert!(tmp.path().join("servers/a.lock.corrupt").exists());
+        std::fs::write(dir.path(&name("b")), b"").unwrap();
+        assert!(matches!(dir.recover(&name("b"), "boot").found, Recovered::Untrusted { detail } if detail.contains("empty")));
+    }
+
+    fn record(pid: Pid, start_time: u64, token: &str, boot: &str) -> LockRecord {
+        LockRecord {
+            version: 1,
+            server: "a".into(),
+            pid,
+            pgid: pid,
+            start_time,
+            boot_id: boot.into(),
+            token: token.into(),
+            meant_to_run: true,
+            restart_count: 2,
+            started_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_stranger_is_not_adopted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        // our own test process: alive, but not the start time or token of the record
+        let me = i32::try_from(std::process::id()).unwrap();
+        dir.write(&record(me, 1, "feed", "boot")).unwrap();
+        let r = dir.recover(&name("a"), "boot");
+        assert!(
+            matches!(&r.found, Recovered::Gone { meant_to_run: true, restart_count: 2, detail } if detail.contains("another process")),
+            "{:?}",
+            r.found
+        );
+        assert!(r.pidfd.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lock_from_another_boot_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        dir.write(&record(1, 1, "feed", "old-boot")).unwrap();
+        assert!(matches!(dir.recover(&name("a"), "boot").found, Recovered::Gone { detail, .. } if detail.contains("before this boot")));
+    }
+
+    #[test]
+    fn write_is_atomic_and_remove_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        dir.write(&record(5, 6, "t", "b")).unwrap();
+        let back: LockRecord = serde_json::from_slice(&std::fs::read(dir.path(&name("a"))).unwrap()).unwrap();
+        assert_eq!(back, record(5, 6, "t", "b"));
+        assert_eq!(dir.names(), vec!["a".to_owned()]);
+        dir.remove(&name("a")).unwrap();
+        dir.remove(&name("a")).unwrap();
+        assert!(dir.names().is_empty());
+    }
+}

@@ -1,0 +1,521 @@
+//! The tokio driver: one task owns the [`Supervisor`] core, executes its actions (spawn, signal,
+//! probe, lock files) and feeds every result back. Other tasks reach it through a
+//! [`SupervisorHandle`].
+//!
+//! Exits are learned from the kernel: each process's pidfd is registered with tokio's reactor and
+//! becomes readable when the process exits (DESIGN §4.4: no polling of `/proc`).
+
+mod health;
+pub mod lockfile;
+pub mod logs;
+mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::lockfile::{LockDir, LockRecord};
+use self::logs::{LogDir, Rotator};
+use self::process::PidFd;
+use crate::core::{
+    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered, ServerState,
+    ServerView, Signal, Supervisor,
+};
+use crate::spec::{ServerName, ServerSpec};
+
+/// What the driver needs to run.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// The data directory: `servers/` (lock files) and `logs/` are created in it.
+    pub data_dir: PathBuf,
+    /// Adopt servers from lock files at start (WebLogic `CrashRecoveryEnabled`, default on).
+    /// Off: lock files are ignored and overwritten, and auto-start servers are started afresh.
+    pub crash_recovery: bool,
+    /// The servers.
+    pub servers: Vec<Arc<ServerSpec>>,
+}
+
+/// A failure to start the driver. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The data directory (or a directory in it) could not be created.
+    #[error("cannot use data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The boot id could not be read (needed to trust lock files).
+    #[error("cannot read the boot id from /proc/sys/kernel/random/boot_id")]
+    BootId(#[source] std::io::Error),
+    /// inotify could not be initialised (log rotation).
+    #[error("cannot initialise inotify for log rotation")]
+    Inotify(#[source] std::io::Error),
+}
+
+/// One server as the driver publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStatus {
+    /// The core's view.
+    pub view: ServerView,
+    /// The PID of its live process, if any.
+    pub pid: Option<Pid>,
+    /// When it entered its state, wall clock.
+    pub since: SystemTime,
+    /// Its spec.
+    pub spec: Arc<ServerSpec>,
+    /// Its stdout log.
+    pub stdout_log: PathBuf,
+    /// Its stderr log.
+    pub stderr_log: PathBuf,
+}
+
+/// All servers, published after every change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// By name.
+    pub servers: BTreeMap<ServerName, ServerStatus>,
+}
+
+/// What a stop-everything finished with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Servers that were stopped.
+    pub stopped: Vec<String>,
+    /// Servers left running.
+    pub left_running: Vec<String>,
+}
+
+enum Request {
+    Command { server: String, command: Command, reply: oneshot::Sender<Result<Accepted, CommandError>> },
+    Shutdown { stop_servers: bool, reply: oneshot::Sender<Stopped> },
+}
+
+/// A cloneable handle to the driver task.
+#[derive(Debug, Clone)]
+pub struct SupervisorHandle {
+    tx: mpsc::Sender<Request>,
+    status: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Command { server, command, .. } => write!(f, "Command({server}, {command:?})"),
+            Self::Shutdown { stop_servers, .. } => write!(f, "Shutdown(stop_servers={stop_servers})"),
+        }
+    }
+}
+
+/// The driver task is gone (it shut down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the supervisor has shut down")]
+pub struct Gone;
+
+impl SupervisorHandle {
+    /// Sends an operator command and returns the core's answer.
+    ///
+    /// # Errors
+    /// `Err(Gone)` when the driver has shut down; `Ok(Err(..))` when the core refused it.
+    pub async fn command(&self, server: &str, command: Command) -> Result<Result<Accepted, CommandError>, Gone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Command { server: server.to_owned(), command, reply }).await.map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+
+    /// Stops the driver. With `stop_servers`, every server is stopped first (SIGTERM, SIGKILL after
+    /// its `stop_timeout`) and the answer comes once all are down; without, servers keep running
+    /// and their lock files stay, so the next daemon adopts them.
+    ///
+    /// # Errors
+    /// `Gone` when the driver already shut down.
+    pub async fn shutdown(&self, stop_servers: bool) -> Result<Stopped, Gone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Shutdown { stop_servers, reply }).await.map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+
+    /// The latest snapshot.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot (for waiting on a state).
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.status.clone()
+    }
+}
+
+/// Starts the driver on the current tokio runtime: creates the data directories, runs crash
+/// recovery for every server, then starts what should run.
+///
+/// # Errors
+/// See [`DriverError`]; nothing was started.
+pub fn start(config: SupervisorConfig) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
+    let dd = |source| DriverError::DataDir { path: config.data_dir.clone(), source };
+    std::fs::create_dir_all(&config.data_dir).map_err(dd)?;
+    let locks = LockDir::open(&config.data_dir).map_err(dd)?;
+    let logs = LogDir::open(&config.data_dir).map_err(dd)?;
+    let boot_id = process::boot_id().map_err(DriverError::BootId)?;
+    let rotator = Rotator::start().map_err(DriverError::Inotify)?;
+    let t0 = now();
+    let mut core = Supervisor::new(t0, config.servers.iter().cloned());
+    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+    let mut exec = Executor {
+        locks,
+        logs,
+        rotator,
+        boot_id,
+        procs: HashMap::new(),
+        records: HashMap::new(),
+        exit_tx,
+        probe_tx,
+        clock: Clock { t0, wall0: wall_now() },
+    };
+
+    let configured: std::collections::HashSet<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+    for stray in exec.locks.names() {
+        if !configured.contains(stray.as_str()) {
+            tracing::warn!(server = %stray, "lock file of a server that is not configured: left alone (its process, if any, is not touched)");
+        }
+    }
+    for spec in &config.servers {
+        let name = &spec.name;
+        let found = if config.crash_recovery {
+            let rec = exec.locks.recover(name, &exec.boot_id);
+            if let (Some(pidfd), Some(record)) = (rec.pidfd, rec.record.clone()) {
+                exec.watch(name.clone(), 1, record.pid, record.pgid, pidfd, false);
+            }
+            if let Some(record) = rec.record {
+                exec.records.insert(name.clone(), record);
+            }
+            rec.found
+        } else {
+            Recovered::Nothing
+        };
+        match &found {
+            Recovered::Nothing => {}
+            Recovered::Adopted { pid, .. } => tracing::info!(server = %name, pid, "adopted running server"),
+            Recovered::Gone { detail, meant_to_run, .. } => {
+                tracing::warn!(server = %name, meant_to_run, "{detail}");
+                if let Some(rec) = exec.records.get(name).filter(|r| r.boot_id == exec.boot_id) {
+                    let n = process::kill_leftovers(&rec.token);
+                    if n > 0 {
+                        tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
+                    }
+                }
+            }
+            Recovered::Untrusted { detail } => tracing::error!(server = %name, "{detail}"),
+        }
+        exec.rotator.watch(exec.logs.stdout(name), spec.log.clone());
+        exec.rotator.watch(exec.logs.stderr(name), spec.log.clone());
+        core.on_recovered(t0, name, found);
+    }
+
+    let (tx, rx) = mpsc::channel(64);
+    let snapshot = Arc::new(exec.snapshot(&core));
+    let (status_tx, status_rx) = watch::channel(snapshot);
+    let task = tokio::spawn(run(core, exec, rx, exit_rx, probe_rx, status_tx));
+    Ok((SupervisorHandle { tx, status: status_rx }, task))
+}
+
+struct Proc {
+    generation: Generation,
+    pid: Pid,
+    pgid: Pid,
+    pidfd: Arc<PidFd>,
+    /// Our child (spawned by this daemon), so we reap it and get its status; adopted processes
+    /// are reaped by their parent.
+    child: bool,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy)]
+struct Clock {
+    t0: Instant,
+    wall0: SystemTime,
+}
+
+impl Clock {
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.wall0 + at.saturating_duration_since(self.t0)
+    }
+}
+
+struct Executor {
+    locks: LockDir,
+    logs: LogDir,
+    rotator: Rotator,
+    boot_id: String,
+    procs: HashMap<ServerName, Proc>,
+    records: HashMap<ServerName, LockRecord>,
+    exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
+    probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
+    clock: Clock,
+}
+
+impl Executor {
+    /// Runs one action; `Err` is fed back to the core as `on_action_failed`.
+    fn execute(&mut self, core: &mut Supervisor, action: &Action) -> Result<(), String> {
+        match action {
+            Action::Spawn { server, generation, restart_count } => {
+                let spec = core.spec(server).cloned().ok_or("unknown server")?;
+                let pid = self.spawn(&spec, *generation, *restart_count)?;
+                core.on_spawned(now(), server, *generation, pid);
+                Ok(())
+            }
+            Action::Signal { server, generation, signal } => self.signal(server, *generation, *signal),
+            Action::Probe { server, generation } => {
+                let spec = core.spec(server).cloned().ok_or("unknown server")?;
+                let Some(health) = spec.health.clone() else { return Err("no health check".into()) };
+                let pid = self.procs.get(server).filter(|p| p.generation == *generation).map(|p| p.pid);
+                let (tx, server, generation) = (self.probe_tx.clone(), server.clone(), *generation);
+                tokio::spawn(async move {
+                    let result = health::probe(&server, pid, &health).await;
+                    let _ = tx.send((server, generation, result));
+                });
+                Ok(())
+            }
+            Action::MarkIntent { server, meant_to_run } => {
+                let Some(rec) = self.records.get_mut(server) else { return Ok(()) };
+                if rec.meant_to_run == *meant_to_run {
+                    return Ok(());
+                }
+                rec.meant_to_run = *meant_to_run;
+                let rec = rec.clone();
+                self.locks.write(&rec).map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
+            }
+            Action::RemoveLock { server } => {
+                self.records.remove(server);
+                self.locks.remove(server).map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
+            }
+        }
+    }
+
+    fn spawn(&mut self, spec: &ServerSpec, generation: Generation, restart_count: u32) -> Result<Pid, String> {
+        let name = &spec.name;
+        let token = process::new_token().map_err(|e| format!("no randomness for the server token: {e}"))?;
+        let (out, err) = self
+            .logs
+            .open_for_child(name)
+            .map_err(|e| format!("cannot open log {}: {e}", self.logs.stdout(name).display()))?;
+        let pid = process::spawn(spec, &token, out, err, None)
+            .map_err(|e| format!("executing {:?}: {e}", spec.command.program()))?;
+        // The child is unreaped until we reap it, so this pidfd is surely its.
+        let pidfd = match PidFd::open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = process::signal_group(pid, Signal::Kill);
+                return Err(format!("pidfd_open({pid}): {e}"));
+            }
+        };
+        let start_time = process::proc_stat(pid).map(|s| s.start_time).unwrap_or(0);
+        self.watch(name.clone(), generation, pid, pid, pidfd, true);
+        let record = LockRecord {
+            version: 1,
+            server: name.to_string(),
+            pid,
+            pgid: pid,
+            start_time,
+            boot_id: self.boot_id.clone(),
+            token,
+            meant_to_run: true,
+            restart_count,
+            started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
+        };
+        if let Err(e) = self.locks.write(&record) {
+            // The server runs, but a crash of the daemon now would lose track of it: say so.
+            tracing::error!(server = %name, error = %e, "cannot write lock file; crash recovery will not find this process");
+        }
+        self.records.insert(name.clone(), record);
+        Ok(pid)
+    }
+
+    fn watch(&mut self, server: ServerName, generation: Generation, pid: Pid, pgid: Pid, pidfd: Arc<PidFd>, child: bool) {
+        let tx = self.exit_tx.clone();
+        let fd = pidfd.clone();
+        let s = server.clone();
+        let watcher = tokio::spawn(async move {
+            fd.exited().await;
+            let _ = tx.send((s, generation));
+        });
+        if let Some(old) = self.procs.insert(server, Proc { generation, pid, pgid, pidfd, child, watcher }) {
+            old.watcher.abort();
+        }
+    }
+
+    fn signal(&mut self, server: &ServerName, generation: Generation, signal: Signal) -> Result<(), String> {
+        let Some(p) = self.procs.get(server).filter(|p| p.generation == generation) else { return Ok(()) };
+        if !p.child && p.pidfd.has_exited() {
+            // an adopted leader that died may already be reaped by its parent: its group id
+            // could name someone else's group now
+            return Ok(());
+        }
+        process::signal_group(p.pgid, signal).map_err(|e| format!("signal {signal:?} to process group {}: {e}", p.pgid))
+    }
+
+    /// The process of (server, generation) exited: kill what is left of its group, reap it.
+    fn reap(&mut self, server: &ServerName, generation: Generation) -> Option<Exit> {
+        let p = self.procs.get(server).filter(|p| p.generation == generation)?;
+        let exit = if p.child {
+            // The zombie still holds its PID, so the group id is surely ours: kill any
+            // grandchildren left behind before reaping frees the number.
+            let _ = process::signal_group(p.pgid, Signal::Kill);
+            p.pidfd.reap()
+        } else {
+            // Not our child: its parent may have reaped it and freed the group id, so find what
+            // is left by its start token instead.
+            if let Some(rec) = self.records.get(server) {
+                let n = process::kill_leftovers(&rec.token);
+                if n > 0 {
+                    tracing::info!(server = %server, killed = n, "killed processes left behind by the adopted server");
+                }
+            }
+            Exit::Unknown
+        };
+        self.procs.remove(server);
+        Some(exit)
+    }
+
+    fn snapshot(&self, core: &Supervisor) -> Snapshot {
+        let servers = core
+            .servers()
+            .filter_map(|view| {
+                let spec = core.spec(&view.name)?.clone();
+                let pid = self
+                    .procs
+                    .get(&view.name)
+                    .filter(|p| p.generation == view.generation && view.state.has_process())
+                    .map(|p| p.pid);
+                let status = ServerStatus {
+                    pid,
+                    since: self.clock.wall(view.since),
+                    stdout_log: self.logs.stdout(&view.name),
+                    stderr_log: self.logs.stderr(&view.name),
+                    spec,
+                    view,
+                };
+                Some((status.view.name.clone(), status))
+            })
+            .collect();
+        Snapshot { servers }
+    }
+}
+
+async fn run(
+    mut core: Supervisor,
+    mut exec: Executor,
+    mut requests: mpsc::Receiver<Request>,
+    mut exits: mpsc::UnboundedReceiver<(ServerName, Generation)>,
+    mut probes: mpsc::UnboundedReceiver<(ServerName, Generation, ProbeResult)>,
+    status: watch::Sender<Arc<Snapshot>>,
+) {
+    let mut shutdown: Option<(oneshot::Sender<Stopped>, Stopped)> = None;
+    loop {
+        // act on everything the core decided, feeding results back, then fire due timers
+        loop {
+            while let Some(action) = core.poll_action() {
+                if let Err(reason) = exec.execute(&mut core, &action) {
+                    tracing::warn!(?action, "{reason}");
+                    core.on_action_failed(now(), &action, &reason);
+                }
+            }
+            match core.next_deadline() {
+                Some(d) if d <= now() => core.on_timeout(now()),
+                _ => break,
+            }
+        }
+        let mut changed = false;
+        while let Some(ev) = core.poll_event() {
+            log_event(&ev);
+            changed = true;
+        }
+        if changed {
+            status.send_replace(Arc::new(exec.snapshot(&core)));
+        }
+        if let Some((_, stopped)) = &shutdown
+            && core.servers().all(|v| !v.state.has_process())
+        {
+            let stopped = stopped.clone();
+            if let Some((reply, _)) = shutdown.take() {
+                let _ = reply.send(stopped);
+            }
+            return;
+        }
+        let deadline = core.next_deadline();
+        tokio::select! {
+            Some((server, generation)) = exits.recv() => {
+                if let Some(exit) = exec.reap(&server, generation) {
+                    core.on_exited(now(), &server, generation, exit);
+                }
+            }
+            Some((server, generation, result)) = probes.recv() => core.on_probe(now(), &server, generation, result),
+            req = requests.recv() => match req {
+                Some(Request::Command { server, command, reply }) => {
+                    let _ = reply.send(core.on_command(now(), &server, command));
+                }
+                Some(Request::Shutdown { stop_servers, reply }) => {
+                    let mut stopped = Stopped::default();
+                    for v in core.servers().collect::<Vec<_>>() {
+                        let pending_restart = v.state == ServerState::FailedRestarting;
+                        if !v.state.has_process() && !(stop_servers && pending_restart) {
+                            continue;
+                        }
+                        if stop_servers {
+                            let _ = core.on_command(now(), v.name.as_str(), Command::Stop);
+                            stopped.stopped.push(v.name.to_string());
+                        } else {
+                            stopped.left_running.push(v.name.to_string());
+                        }
+                    }
+                    if stop_servers {
+                        shutdown = Some((reply, stopped));
+                    } else {
+                        let _ = reply.send(stopped);
+                        return; // servers keep running; their lock files stay for the next daemon
+                    }
+                }
+                None => return, // every handle dropped
+            },
+            () = sleep_until(deadline) => core.on_timeout(now()),
+        }
+    }
+}
+
+fn log_event(ev: &Event) {
+    let (server, from, to, reason) = (ev.server.as_str(), ev.from.as_str(), ev.to.as_str(), ev.reason.as_str());
+    match ev.to {
+        ServerState::Failed | ServerState::FailedRestarting | ServerState::FailedNotRestartable | ServerState::Unknown => {
+            tracing::warn!(server, from, to, "{reason}");
+        }
+        _ => tracing::info!(server, from, to, "{reason}"),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The driver's one clock read: tokio's, so paused-time tests control it.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Wall-clock time, for people (timestamps in lock files and the API).
+#[allow(clippy::disallowed_methods)]
+pub fn wall_now() -> SystemTime {
+    SystemTime::now()
+}

@@ -1,1 +1,293 @@
-//! Helpers for the multi-process tests.
+//! Helpers for the multi-process tests: a real `nm-daemon` in a temporary data directory, its
+//! API client, and waiting on conditions with deadlines.
+//!
+//! The binaries are taken from the cargo target directory; `cargo test --workspace` builds them
+//! before any test runs.
+
+#![allow(clippy::disallowed_methods)] // deadlines of the test harness read the clock
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use nm_api::client::{Client, Endpoint};
+use nm_api::{NodeStatus, ServerInfo};
+use tokio::time::Instant;
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The path of a workspace binary (`nm-daemon`, `nm-cli`) next to the test executable.
+///
+/// # Panics
+/// When it has not been built (run `cargo test --workspace`).
+#[must_use]
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo test --workspace` (or `cargo build --workspace`)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the race with other programs is accepted).
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node: a config, a data directory and (while running) an `nm-daemon` process.
+pub struct Node {
+    /// Temporary directory holding everything (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// `dir/nm.toml`.
+    pub config: PathBuf,
+    /// `dir/data`.
+    pub data_dir: PathBuf,
+    /// `127.0.0.1:PORT` of the HTTP API.
+    pub listen: String,
+    /// Marks every process started for this node (inherited by its servers), for cleanup.
+    pub tag: String,
+    daemon: Option<Child>,
+}
+
+impl Node {
+    /// Writes a config with `servers` (TOML `[[server]]` tables) and starts the daemon, waiting
+    /// until its API answers.
+    pub async fn start(servers: &str) -> Self {
+        let node = Self::configure(servers);
+        let mut node = node;
+        node.start_daemon().await;
+        node
+    }
+
+    /// Writes the config without starting anything.
+    #[must_use]
+    pub fn configure(servers: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("nm-test-")
+            .tempdir()
+            .expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join("nm.toml");
+        let text = format!(
+            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\n{servers}\n",
+            data_dir.display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let tag = dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            dir,
+            config,
+            data_dir,
+            listen,
+            tag,
+            daemon: None,
+        }
+    }
+
+    /// Starts `nm-daemon --config` and waits until its socket answers.
+    pub async fn start_daemon(&mut self) {
+        let out = std::fs::File::create(self.dir.path().join("daemon.out")).expect("daemon.out");
+        let child = std::process::Command::new(bin("nm-daemon"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("NM_TEST_NODE", &self.tag)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn nm-daemon");
+        let pid = child.id();
+        self.daemon = Some(child);
+        let client = self.client();
+        wait_for(&format!("nm-daemon {pid} to answer"), || async {
+            client
+                .get::<NodeStatus>("/v1/status")
+                .await
+                .ok()
+                .filter(|s| s.pid == pid as i32)
+        })
+        .await;
+    }
+
+    /// The daemon's PID, if started by this helper and not known dead.
+    #[must_use]
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL of the daemon (servers keep running), reaped.
+    pub fn kill9_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the daemon process to exit by itself and returns its status.
+    pub async fn wait_daemon_exit(&mut self) -> std::process::ExitStatus {
+        let mut c = self.daemon.take().expect("daemon started");
+        wait_for("nm-daemon to exit", || {
+            let st = c.try_wait().ok().flatten();
+            async move { st }
+        })
+        .await
+    }
+
+    /// A client on the Unix socket.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        Client::new(Endpoint::Unix(self.data_dir.join("nm.sock")))
+    }
+
+    /// The API token (after the first start).
+    #[must_use]
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api.token"))
+            .expect("api.token")
+            .trim()
+            .to_owned()
+    }
+
+    /// One server's info.
+    pub async fn server(&self, name: &str) -> ServerInfo {
+        self.client()
+            .get(&format!("/v1/servers/{name}"))
+            .await
+            .expect("server info")
+    }
+
+    /// Waits until `name` satisfies `pred`, failing the test after [`DEADLINE`] with the last
+    /// info seen.
+    pub async fn wait_server(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&ServerInfo) -> bool,
+    ) -> ServerInfo {
+        let client = self.client();
+        let path = format!("/v1/servers/{name}");
+        let end = Instant::now() + DEADLINE;
+        let mut last = None;
+        loop {
+            if let Ok(info) = client.get::<ServerInfo>(&path).await {
+                if pred(&info) {
+                    return info;
+                }
+                last = Some(info);
+            }
+            assert!(
+                Instant::now() < end,
+                "{name}: timed out waiting for {what}; last seen {last:#?}\n{}",
+                self.daemon_output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `nm-cli --socket SOCK ARGS…` and returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(bin("nm-cli"))
+            .arg("--socket")
+            .arg(self.data_dir.join("nm.sock"))
+            .args(args)
+            .output()
+            .expect("run nm-cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// What the daemon printed (for failure messages).
+    #[must_use]
+    pub fn daemon_output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.out")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9_daemon();
+        kill_tagged(&self.tag);
+    }
+}
+
+/// SIGKILL of every process whose environment carries `NM_TEST_NODE=tag`.
+pub fn kill_tagged(tag: &str) {
+    let needle = format!("NM_TEST_NODE={tag}");
+    for pid in pids_with_env(&needle) {
+        if let Some(p) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// PIDs whose initial environment contains the entry `kv` (`NAME=value`).
+#[must_use]
+pub fn pids_with_env(kv: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == kv.as_bytes()))
+        })
+        .collect()
+}
+
+/// Whether `pid` is alive (not a zombie).
+#[must_use]
+pub fn alive(pid: i32) -> bool {
+    proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
+}
+
+/// The one-letter state of `pid` from `/proc/PID/stat` (`S`, `T`, `Z`, …).
+#[must_use]
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, failing after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running server's PID, or a panic naming the server.
+#[must_use]
+pub fn pid_of(info: &ServerInfo) -> i32 {
+    info.pid
+        .unwrap_or_else(|| panic!("{} has no pid: {info:#?}", info.name))
+}

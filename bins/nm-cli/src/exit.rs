@@ -73,7 +73,7 @@ pub(crate) fn code(err: &anyhow::Error) -> u8 {
 }
 
 /// The error as one line: the chain joined with `: `, without causes whose text the line already
-/// holds (`ClientError::Connect` prints its io error itself and also reports it as its source).
+/// holds (a context that repeats its source's text).
 pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
@@ -181,8 +181,8 @@ mod tests {
         let line = one_line(&connect().into());
         assert_eq!(
             line,
-            "cannot reach nm-daemon at unix socket /run/nm/nm.sock: No such file or directory (os error 2) \
-             (is the daemon running?)"
+            "cannot reach nm-daemon at unix socket /run/nm/nm.sock (is the daemon running?): \
+             No such file or directory (os error 2)"
         );
     }
 

@@ -1,1 +1,80 @@
-fn main() {}
+//! `nm-daemon --config FILE`: the node manager of one node. Reads `nm.toml`, recovers and starts
+//! its servers, serves the API on TCP and on `data_dir/nm.sock`, and runs in the foreground until
+//! SIGTERM/SIGINT (servers keep running) or `nm-cli shutdown`.
+
+mod api;
+mod config;
+mod daemon;
+mod logview;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The nm node manager daemon.
+#[derive(Debug, Parser)]
+#[command(name = "nm-daemon", version, about)]
+struct Args {
+    /// The node config (nm.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the config, print a summary and exit (0 when valid, 2 when not).
+    #[arg(long)]
+    check: bool,
+}
+
+/// Exit status for a config that does not validate.
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a failure at start-up (data dir, address in use, another daemon running).
+const EXIT_START: u8 = 1;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match config::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("nm-daemon: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!(
+            "{}: ok (node {:?}, {} server{}, data_dir {})",
+            cfg.path.display(),
+            cfg.node,
+            cfg.servers.len(),
+            if cfg.servers.len() == 1 { "" } else { "s" },
+            cfg.data_dir.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nm-daemon: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    match rt.block_on(daemon::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nm-daemon: {e:#}");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}
+
+/// The daemon's one monotonic clock read (tokio's).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Wall-clock time, for people.
+pub(crate) fn wall_now() -> std::time::SystemTime {
+    supervisor_core::driver::wall_now()
+}

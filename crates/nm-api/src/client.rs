@@ -41,7 +41,7 @@ impl std::fmt::Display for Endpoint {
 pub enum ClientError {
     /// Nothing accepted the connection: the daemon is not running there (or the path/address is
     /// wrong).
-    #[error("cannot reach nm-daemon at {endpoint}: {source} (is the daemon running?)")]
+    #[error("cannot reach nm-daemon at {endpoint} (is the daemon running?)")]
     Connect {
         /// Where we tried.
         endpoint: String,
@@ -103,7 +103,11 @@ impl Client {
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
         let resp = self.send(Method::POST, path, Some(body)).await?;
         decode(resp).await
@@ -123,10 +127,21 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response<Incoming>, ClientError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
         let ep = self.endpoint.to_string();
-        let connect_err = |source| ClientError::Connect { endpoint: ep.clone(), source };
-        let transport = |e: hyper::Error| ClientError::Transport { endpoint: ep.clone(), detail: e.to_string() };
+        let connect_err = |source| ClientError::Connect {
+            endpoint: ep.clone(),
+            source,
+        };
+        let transport = |e: hyper::Error| ClientError::Transport {
+            endpoint: ep.clone(),
+            detail: e.to_string(),
+        };
         let mut req = Request::builder().method(method).uri(path);
         match &self.endpoint {
             Endpoint::Unix(_) => req = req.header(hyper::header::HOST, "localhost"),
@@ -139,17 +154,32 @@ impl Client {
         let req = match body {
             Some(b) => req
                 .header(hyper::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(b)).map_err(|never| match never {}).boxed()),
-            None => req.body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed()),
+                .body(
+                    Full::new(Bytes::from(b))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                ),
+            None => req.body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed(),
+            ),
         }
-        .map_err(|e| ClientError::Transport { endpoint: ep.clone(), detail: e.to_string() })?;
+        .map_err(|e| ClientError::Transport {
+            endpoint: ep.clone(),
+            detail: e.to_string(),
+        })?;
         let mut sender = match &self.endpoint {
             Endpoint::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path).await.map_err(connect_err)?;
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect_err)?;
                 handshake(stream).await.map_err(transport)?
             }
             Endpoint::Tcp { addr, .. } => {
-                let stream = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(connect_err)?;
+                let stream = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(connect_err)?;
                 let _ = stream.set_nodelay(true);
                 handshake(stream).await.map_err(transport)?
             }
@@ -160,7 +190,9 @@ impl Client {
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-async fn handshake<S>(stream: S) -> Result<hyper::client::conn::http1::SendRequest<Body>, hyper::Error>
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -175,19 +207,34 @@ async fn decode<T: DeserializeOwned>(resp: Response<Incoming>) -> Result<T, Clie
     if !resp.status().is_success() {
         return Err(refused(resp).await);
     }
-    let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Decode(e.to_string()))?.to_bytes();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Decode(e.to_string()))?
+        .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 async fn refused(resp: Response<Incoming>) -> ClientError {
     let status = resp.status();
-    let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.error).unwrap_or_else(|_| {
-        if status == StatusCode::UNAUTHORIZED {
-            "unauthorized: missing or wrong API token (see --token-file)".to_owned()
-        } else {
-            format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim())
-        }
-    });
-    ClientError::Refused { status: status.as_u16(), message }
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<ErrorBody>(&bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| {
+            if status == StatusCode::UNAUTHORIZED {
+                "unauthorized: missing or wrong API token (see --token-file)".to_owned()
+            } else {
+                format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim())
+            }
+        });
+    ClientError::Refused {
+        status: status.as_u16(),
+        message,
+    }
 }

@@ -10,5 +10,5 @@ pub use crate::core::{
     Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
     RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
 };
-pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};
 pub use crate::driver::{ServerStatus, Snapshot, SupervisorConfig, SupervisorHandle};
+pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};

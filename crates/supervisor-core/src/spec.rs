@@ -80,7 +80,9 @@ pub enum SpecError {
         name: String,
     },
     /// `command` was empty or its program was an empty string.
-    #[error("command must name a program: give a non-empty array such as [\"python3\", \"app.py\"]")]
+    #[error(
+        "command must name a program: give a non-empty array such as [\"python3\", \"app.py\"]"
+    )]
     EmptyCommand,
     /// A health check with none or more than one of `exec`, `tcp`, `http`.
     #[error("health check needs exactly one of `exec`, `tcp` or `http` (found {found})")]
@@ -246,7 +248,9 @@ impl HttpTarget {
     /// # Errors
     /// [`SpecError::BadUrl`] for anything else (https, user info, empty host).
     pub fn parse(url: &str) -> Result<Self, SpecError> {
-        let bad = || SpecError::BadUrl { url: url.to_owned() };
+        let bad = || SpecError::BadUrl {
+            url: url.to_owned(),
+        };
         let rest = url.strip_prefix("http://").ok_or_else(bad)?;
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -255,14 +259,21 @@ impl HttpTarget {
         if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
             return Err(bad());
         }
-        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let authority = if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             host.to_owned()
         } else if host.ends_with(']') || !host.contains(':') {
             format!("{host}:80")
         } else {
             return Err(bad());
         };
-        Ok(Self { url: url.to_owned(), authority, path: path.to_owned() })
+        Ok(Self {
+            url: url.to_owned(),
+            authority,
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -302,13 +313,20 @@ struct RawHealth {
 impl TryFrom<RawHealth> for HealthSpec {
     type Error = SpecError;
     fn try_from(raw: RawHealth) -> Result<Self, SpecError> {
-        let found =
-            usize::from(raw.exec.is_some()) + usize::from(raw.tcp.is_some()) + usize::from(raw.http.is_some());
+        let found = usize::from(raw.exec.is_some())
+            + usize::from(raw.tcp.is_some())
+            + usize::from(raw.http.is_some());
         let probe = match (raw.exec, raw.tcp, raw.http) {
             (Some(argv), None, None) => Probe::Exec(argv),
             (None, Some(addr), None) => {
-                if !addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
-                    return Err(SpecError::Range { key: "health.tcp", problem: "must be HOST:PORT" });
+                if !addr
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                {
+                    return Err(SpecError::Range {
+                        key: "health.tcp",
+                        problem: "must be HOST:PORT",
+                    });
                 }
                 Probe::Tcp(addr)
             }
@@ -316,13 +334,22 @@ impl TryFrom<RawHealth> for HealthSpec {
             _ => return Err(SpecError::HealthKind { found }),
         };
         if raw.interval.is_zero() {
-            return Err(SpecError::Range { key: "health.interval", problem: "must be more than 0" });
+            return Err(SpecError::Range {
+                key: "health.interval",
+                problem: "must be more than 0",
+            });
         }
         if raw.timeout.is_zero() {
-            return Err(SpecError::Range { key: "health.timeout", problem: "must be more than 0" });
+            return Err(SpecError::Range {
+                key: "health.timeout",
+                problem: "must be more than 0",
+            });
         }
         if raw.failure_threshold == 0 {
-            return Err(SpecError::Range { key: "health.failure_threshold", problem: "must be at least 1" });
+            return Err(SpecError::Range {
+                key: "health.failure_threshold",
+                problem: "must be at least 1",
+            });
         }
         Ok(Self {
             probe,
@@ -348,7 +375,10 @@ pub struct LogSpec {
 
 impl Default for LogSpec {
     fn default() -> Self {
-        Self { max_size: default_max_size(), keep: default_keep() }
+        Self {
+            max_size: default_max_size(),
+            keep: default_keep(),
+        }
     }
 }
 
@@ -394,7 +424,9 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match Size::deserialize(d)? {
         Size::Bytes(n) => Ok(n),
         Size::Text(s) => parse_size(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("bad size {s:?}: expected a byte count or e.g. \"10MiB\", \"512k\""))
+            serde::de::Error::custom(format!(
+                "bad size {s:?}: expected a byte count or e.g. \"10MiB\", \"512k\""
+            ))
         }),
     }
 }
@@ -442,7 +474,9 @@ pub mod duration {
         match Raw::deserialize(d) {
             Ok(Raw::Secs(n)) => Ok(Duration::from_secs(n)),
             Ok(Raw::Text(s)) => humantime::parse_duration(&s).map_err(|e| {
-                serde::de::Error::custom(format!("bad duration {s:?}: {e} (write e.g. 30, \"30s\", \"5m\", \"250ms\")"))
+                serde::de::Error::custom(format!(
+                    "bad duration {s:?}: {e} (write e.g. 30, \"30s\", \"5m\", \"250ms\")"
+                ))
             }),
             Err(_) => Err(serde::de::Error::custom(
                 "expected a duration: whole seconds (30) or text (\"30s\", \"5m\", \"250ms\")",
@@ -460,10 +494,19 @@ impl Serialize for HealthSpec {
             Probe::Tcp(addr) => st.serialize_field("tcp", addr)?,
             Probe::Http(t) => st.serialize_field("http", &t.url)?,
         }
-        st.serialize_field("interval", &humantime::format_duration(self.interval).to_string())?;
-        st.serialize_field("timeout", &humantime::format_duration(self.timeout).to_string())?;
+        st.serialize_field(
+            "interval",
+            &humantime::format_duration(self.interval).to_string(),
+        )?;
+        st.serialize_field(
+            "timeout",
+            &humantime::format_duration(self.timeout).to_string(),
+        )?;
         st.serialize_field("failure_threshold", &self.failure_threshold)?;
-        st.serialize_field("start_timeout", &humantime::format_duration(self.start_timeout).to_string())?;
+        st.serialize_field(
+            "start_timeout",
+            &humantime::format_duration(self.start_timeout).to_string(),
+        )?;
         st.end()
     }
 }
@@ -488,7 +531,9 @@ mod tests {
 
     #[test]
     fn durations_take_seconds_or_text() {
-        let s = parse("name = \"a\"\ncommand = [\"x\"]\nrestart_delay = 3\nstop_timeout = \"250ms\"\n").unwrap();
+        let s =
+            parse("name = \"a\"\ncommand = [\"x\"]\nrestart_delay = 3\nstop_timeout = \"250ms\"\n")
+                .unwrap();
         assert_eq!(s.restart_delay, Duration::from_secs(3));
         assert_eq!(s.stop_timeout, Duration::from_millis(250));
     }
@@ -497,11 +542,17 @@ mod tests {
     fn bad_values_are_refused_with_their_line() {
         let err = parse("name = \"a\"\ncommand = []\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        assert!(err.to_string().contains("command must name a program"), "{err}");
+        assert!(
+            err.to_string().contains("command must name a program"),
+            "{err}"
+        );
         let err = parse("name = \"a b\"\ncommand = [\"x\"]\n").unwrap_err();
         assert!(err.to_string().contains("bad server name"), "{err}");
         let err = parse("name = \"a\"\ncommand = [\"x\"]\nrestart_dely = 3\n").unwrap_err();
-        assert!(err.to_string().contains("line 3") && err.to_string().contains("restart_dely"), "{err}");
+        assert!(
+            err.to_string().contains("line 3") && err.to_string().contains("restart_dely"),
+            "{err}"
+        );
         let err = parse("name = \"a\"\ncommand = [\"x\"]\nstop_timeout = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("bad duration"), "{err}");
     }
@@ -511,7 +562,10 @@ mod tests {
         let err = parse("name = \"a\"\ncommand = [\"x\"]\n[health]\ntcp = \"127.0.0.1:1\"\nhttp = \"http://h/\"\n")
             .unwrap_err();
         assert!(err.to_string().contains("exactly one"), "{err}");
-        let s = parse("name = \"a\"\ncommand = [\"x\"]\n[health]\nhttp = \"http://127.0.0.1:8080/ok\"\n").unwrap();
+        let s = parse(
+            "name = \"a\"\ncommand = [\"x\"]\n[health]\nhttp = \"http://127.0.0.1:8080/ok\"\n",
+        )
+        .unwrap();
         let h = s.health.unwrap();
         assert_eq!(
             h.probe,
@@ -526,8 +580,14 @@ mod tests {
 
     #[test]
     fn urls_without_a_port_use_80_and_https_is_refused() {
-        assert_eq!(HttpTarget::parse("http://localhost").unwrap().authority, "localhost:80");
-        assert_eq!(HttpTarget::parse("http://[::1]:81/x").unwrap().authority, "[::1]:81");
+        assert_eq!(
+            HttpTarget::parse("http://localhost").unwrap().authority,
+            "localhost:80"
+        );
+        assert_eq!(
+            HttpTarget::parse("http://[::1]:81/x").unwrap().authority,
+            "[::1]:81"
+        );
         assert!(HttpTarget::parse("https://localhost/").is_err());
         assert!(HttpTarget::parse("http:///x").is_err());
     }
@@ -538,7 +598,14 @@ mod tests {
         assert_eq!(parse_size("512k"), Some(512 << 10));
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("ten"), None);
-        let s = parse("name = \"a\"\ncommand = [\"x\"]\n[log]\nmax_size = \"1M\"\nkeep = 2\n").unwrap();
-        assert_eq!(s.log, LogSpec { max_size: 1 << 20, keep: 2 });
+        let s =
+            parse("name = \"a\"\ncommand = [\"x\"]\n[log]\nmax_size = \"1M\"\nkeep = 2\n").unwrap();
+        assert_eq!(
+            s.log,
+            LogSpec {
+                max_size: 1 << 20,
+                keep: 2
+            }
+        );
     }
 }

@@ -75,7 +75,7 @@ pub enum CommandError {
     #[error("no server named {0:?}")]
     NoSuchServer(String),
     /// The command does not apply in the server's current state.
-    #[error("cannot {} server {server:?}: it is {state}", command.as_str())]
+    #[error("cannot {} server \"{server}\": it is {state}", command.as_str())]
     NotNow {
         /// The server.
         server: ServerName,
@@ -298,8 +298,12 @@ impl Supervisor {
         let servers = specs
             .into_iter()
             .map(|spec| {
-                let policy =
-                    RestartPolicy::new(spec.auto_restart, spec.restart_max, spec.restart_interval, spec.restart_delay);
+                let policy = RestartPolicy::new(
+                    spec.auto_restart,
+                    spec.restart_max,
+                    spec.restart_interval,
+                    spec.restart_delay,
+                );
                 let server = Server {
                     state: ServerState::Unknown,
                     since: now,
@@ -320,28 +324,54 @@ impl Supervisor {
                 (server.spec.name.clone(), server)
             })
             .collect();
-        Self { servers, actions: VecDeque::new(), events: VecDeque::new() }
+        Self {
+            servers,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
     }
 
     /// Crash recovery's finding for `server`. Adopted servers keep running untouched; a server
     /// that died while meant to run is restarted (counted); `Nothing` starts it if `auto_start`.
     /// Unknown names are ignored.
     pub fn on_recovered(&mut self, now: Instant, server: &ServerName, found: Recovered) {
-        let Some(s) = self.servers.get_mut(server) else { return };
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
         match found {
             Recovered::Nothing => {
                 if s.spec.auto_start {
-                    Self::spawn(s, &mut self.actions, &mut self.events, now, StartKind::Fresh, "auto_start");
+                    Self::spawn(
+                        s,
+                        &mut self.actions,
+                        &mut self.events,
+                        now,
+                        StartKind::Fresh,
+                        "auto_start",
+                    );
                 } else {
-                    Self::set_state(s, &mut self.events, now, ServerState::Shutdown, "not started (auto_start = false)");
+                    Self::set_state(
+                        s,
+                        &mut self.events,
+                        now,
+                        ServerState::Shutdown,
+                        "not started (auto_start = false)",
+                    );
                 }
             }
-            Recovered::Adopted { pid, suspended, restart_count } => {
+            Recovered::Adopted {
+                pid,
+                suspended,
+                restart_count,
+            } => {
                 s.generation += 1;
                 s.restart_count = restart_count;
                 s.start_kind = StartKind::Restart;
                 let (state, why) = if suspended {
-                    (ServerState::Suspended, format!("adopted pid {pid} (stopped)"))
+                    (
+                        ServerState::Suspended,
+                        format!("adopted pid {pid} (stopped)"),
+                    )
                 } else {
                     (ServerState::Running, format!("adopted pid {pid}"))
                 };
@@ -350,14 +380,24 @@ impl Supervisor {
                     Self::schedule_probe(s, now);
                 }
             }
-            Recovered::Gone { meant_to_run: true, restart_count, detail } => {
+            Recovered::Gone {
+                meant_to_run: true,
+                restart_count,
+                detail,
+            } => {
                 s.restart_count = restart_count;
                 Self::set_state(s, &mut self.events, now, ServerState::Failed, &detail);
                 Self::after_crash(s, &mut self.actions, &mut self.events, now);
             }
-            Recovered::Gone { meant_to_run: false, restart_count, detail } => {
+            Recovered::Gone {
+                meant_to_run: false,
+                restart_count,
+                detail,
+            } => {
                 s.restart_count = restart_count;
-                self.actions.push_back(Action::RemoveLock { server: server.clone() });
+                self.actions.push_back(Action::RemoveLock {
+                    server: server.clone(),
+                });
                 Self::set_state(
                     s,
                     &mut self.events,
@@ -377,10 +417,23 @@ impl Supervisor {
     /// # Errors
     /// [`CommandError::NoSuchServer`], or [`CommandError::NotNow`] when the command does not apply
     /// in the server's state (e.g. `resume` of a server that is not `SUSPENDED`).
-    pub fn on_command(&mut self, now: Instant, server: &str, command: Command) -> Result<Accepted, CommandError> {
-        let name = ServerName::new(server).map_err(|_| CommandError::NoSuchServer(server.to_owned()))?;
-        let s = self.servers.get_mut(&name).ok_or_else(|| CommandError::NoSuchServer(server.to_owned()))?;
-        let not_now = |s: &Server| CommandError::NotNow { server: name.clone(), command, state: s.state };
+    pub fn on_command(
+        &mut self,
+        now: Instant,
+        server: &str,
+        command: Command,
+    ) -> Result<Accepted, CommandError> {
+        let name =
+            ServerName::new(server).map_err(|_| CommandError::NoSuchServer(server.to_owned()))?;
+        let s = self
+            .servers
+            .get_mut(&name)
+            .ok_or_else(|| CommandError::NoSuchServer(server.to_owned()))?;
+        let not_now = |s: &Server| CommandError::NotNow {
+            server: name.clone(),
+            command,
+            state: s.state,
+        };
         let (actions, events) = (&mut self.actions, &mut self.events);
         use ServerState as St;
         match command {
@@ -400,19 +453,38 @@ impl Supervisor {
             },
             Command::Stop | Command::Kill => {
                 s.start_after_stop = false;
-                let signal = if command == Command::Stop { Signal::Term } else { Signal::Kill };
+                let signal = if command == Command::Stop {
+                    Signal::Term
+                } else {
+                    Signal::Kill
+                };
                 if s.state.has_process() {
                     if s.state == St::ShuttingDown && signal == Signal::Term {
                         return Ok(Accepted::AlreadyDone);
                     }
-                    Self::stop(s, actions, events, now, signal, &format!("operator {}", command.as_str()));
+                    Self::stop(
+                        s,
+                        actions,
+                        events,
+                        now,
+                        signal,
+                        &format!("operator {}", command.as_str()),
+                    );
                     Ok(Accepted::Changed)
                 } else if s.state == St::Shutdown {
                     Ok(Accepted::AlreadyDone)
                 } else {
                     s.timer = None;
-                    actions.push_back(Action::RemoveLock { server: name.clone() });
-                    Self::set_state(s, events, now, St::Shutdown, &format!("operator {}", command.as_str()));
+                    actions.push_back(Action::RemoveLock {
+                        server: name.clone(),
+                    });
+                    Self::set_state(
+                        s,
+                        events,
+                        now,
+                        St::Shutdown,
+                        &format!("operator {}", command.as_str()),
+                    );
                     Ok(Accepted::Changed)
                 }
             }
@@ -423,14 +495,25 @@ impl Supervisor {
                 } else {
                     s.policy.reset();
                     s.restart_count = 0;
-                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator restart");
+                    Self::spawn(
+                        s,
+                        actions,
+                        events,
+                        now,
+                        StartKind::Fresh,
+                        "operator restart",
+                    );
                 }
                 Ok(Accepted::Changed)
             }
             Command::Suspend => match s.state {
                 St::Suspended => Ok(Accepted::AlreadyDone),
                 St::Running | St::Starting | St::Failed => {
-                    actions.push_back(Action::Signal { server: name.clone(), generation: s.generation, signal: Signal::Stop });
+                    actions.push_back(Action::Signal {
+                        server: name.clone(),
+                        generation: s.generation,
+                        signal: Signal::Stop,
+                    });
                     s.timer = None;
                     s.next_probe = None;
                     Self::set_state(s, events, now, St::Suspended, "operator suspend");
@@ -440,7 +523,11 @@ impl Supervisor {
             },
             Command::Resume => match s.state {
                 St::Suspended => {
-                    actions.push_back(Action::Signal { server: name.clone(), generation: s.generation, signal: Signal::Cont });
+                    actions.push_back(Action::Signal {
+                        server: name.clone(),
+                        generation: s.generation,
+                        signal: Signal::Cont,
+                    });
                     s.health_failures = 0;
                     Self::set_state(s, events, now, St::Running, "operator resume");
                     Self::schedule_probe(s, now);
@@ -454,13 +541,27 @@ impl Supervisor {
 
     /// The executor spawned `generation`'s process. A server without a health check is
     /// `RUNNING` at once; with one, it stays `STARTING` until its first good probe.
-    pub fn on_spawned(&mut self, now: Instant, server: &ServerName, generation: Generation, pid: Pid) {
-        let Some(s) = self.servers.get_mut(server) else { return };
+    pub fn on_spawned(
+        &mut self,
+        now: Instant,
+        server: &ServerName,
+        generation: Generation,
+        pid: Pid,
+    ) {
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
         if s.generation != generation || s.state != ServerState::Starting {
             return;
         }
         match &s.spec.health {
-            None => Self::set_state(s, &mut self.events, now, ServerState::Running, &format!("started, pid {pid}")),
+            None => Self::set_state(
+                s,
+                &mut self.events,
+                now,
+                ServerState::Running,
+                &format!("started, pid {pid}"),
+            ),
             Some(h) => {
                 s.reason = format!("started, pid {pid}; waiting for its first good health check");
                 s.timer = Some((now + h.start_timeout, Timer::StartTimeout));
@@ -470,8 +571,16 @@ impl Supervisor {
     }
 
     /// The process of `generation` exited. Older generations are ignored.
-    pub fn on_exited(&mut self, now: Instant, server: &ServerName, generation: Generation, exit: Exit) {
-        let Some(s) = self.servers.get_mut(server) else { return };
+    pub fn on_exited(
+        &mut self,
+        now: Instant,
+        server: &ServerName,
+        generation: Generation,
+        exit: Exit,
+    ) {
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
         if s.generation != generation || !s.state.has_process() {
             return;
         }
@@ -486,11 +595,32 @@ impl Supervisor {
                     s.start_after_stop = false;
                     s.policy.reset();
                     s.restart_count = 0;
-                    Self::set_state(s, events, now, ServerState::Shutdown, &format!("stopped ({exit})"));
-                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator restart");
+                    Self::set_state(
+                        s,
+                        events,
+                        now,
+                        ServerState::Shutdown,
+                        &format!("stopped ({exit})"),
+                    );
+                    Self::spawn(
+                        s,
+                        actions,
+                        events,
+                        now,
+                        StartKind::Fresh,
+                        "operator restart",
+                    );
                 } else {
-                    actions.push_back(Action::RemoveLock { server: server.clone() });
-                    Self::set_state(s, events, now, ServerState::Shutdown, &format!("stopped ({exit})"));
+                    actions.push_back(Action::RemoveLock {
+                        server: server.clone(),
+                    });
+                    Self::set_state(
+                        s,
+                        events,
+                        now,
+                        ServerState::Shutdown,
+                        &format!("stopped ({exit})"),
+                    );
                 }
             }
             ServerState::Starting if s.start_kind == StartKind::Fresh => {
@@ -502,7 +632,11 @@ impl Supervisor {
                 Self::give_up(s, actions, events, now, &why);
             }
             _ => {
-                let why = if s.start_failed { format!("start failed ({exit})") } else { exit.to_string() };
+                let why = if s.start_failed {
+                    format!("start failed ({exit})")
+                } else {
+                    exit.to_string()
+                };
                 Self::set_state(s, events, now, ServerState::Failed, &why);
                 Self::after_crash(s, actions, events, now);
             }
@@ -510,30 +644,56 @@ impl Supervisor {
     }
 
     /// A health probe of `generation` finished.
-    pub fn on_probe(&mut self, now: Instant, server: &ServerName, generation: Generation, result: ProbeResult) {
-        let Some(s) = self.servers.get_mut(server) else { return };
+    pub fn on_probe(
+        &mut self,
+        now: Instant,
+        server: &ServerName,
+        generation: Generation,
+        result: ProbeResult,
+    ) {
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
         if s.generation != generation || !s.probe_in_flight {
             return;
         }
         s.probe_in_flight = false;
-        let Some(health) = s.spec.health.clone() else { return };
+        let Some(health) = s.spec.health.clone() else {
+            return;
+        };
         let (actions, events) = (&mut self.actions, &mut self.events);
         match (s.state, result) {
             (ServerState::Starting, ProbeResult::Healthy) if !s.start_failed => {
                 s.timer = None;
                 s.health_failures = 0;
-                Self::set_state(s, events, now, ServerState::Running, "first health check passed");
+                Self::set_state(
+                    s,
+                    events,
+                    now,
+                    ServerState::Running,
+                    "first health check passed",
+                );
             }
             (ServerState::Starting, ProbeResult::Unhealthy(_)) => {} // not counted until start_timeout
             (ServerState::Running, ProbeResult::Healthy) => s.health_failures = 0,
             (ServerState::Failed, ProbeResult::Healthy) if !s.spec.auto_kill_if_failed => {
                 s.health_failures = 0;
-                Self::set_state(s, events, now, ServerState::Running, "health check passed again");
+                Self::set_state(
+                    s,
+                    events,
+                    now,
+                    ServerState::Running,
+                    "health check passed again",
+                );
             }
             (ServerState::Running | ServerState::Failed, ProbeResult::Unhealthy(why)) => {
                 s.health_failures = s.health_failures.saturating_add(1);
-                if s.state == ServerState::Running && s.health_failures >= health.failure_threshold {
-                    let why = format!("health check failed {} times in a row: {why}", s.health_failures);
+                if s.state == ServerState::Running && s.health_failures >= health.failure_threshold
+                {
+                    let why = format!(
+                        "health check failed {} times in a row: {why}",
+                        s.health_failures
+                    );
                     Self::set_state(s, events, now, ServerState::Failed, &why);
                     if s.spec.auto_kill_if_failed {
                         actions.push_back(Action::Signal {
@@ -548,7 +708,10 @@ impl Supervisor {
             }
             _ => return,
         }
-        if matches!(s.state, ServerState::Starting | ServerState::Running | ServerState::Failed) {
+        if matches!(
+            s.state,
+            ServerState::Starting | ServerState::Running | ServerState::Failed
+        ) {
             s.next_probe = Some(now + health.interval);
         }
     }
@@ -556,13 +719,23 @@ impl Supervisor {
     /// An action could not be carried out. A failed spawn is a failed start; a failed signal or
     /// lock write is only reported (the process state is learned from its exit).
     pub fn on_action_failed(&mut self, now: Instant, action: &Action, reason: &str) {
-        let Action::Spawn { server, generation, .. } = action else {
+        let Action::Spawn {
+            server, generation, ..
+        } = action
+        else {
             if let Action::Probe { server, generation } = action {
-                self.on_probe(now, server, *generation, ProbeResult::Unhealthy(reason.to_owned()));
+                self.on_probe(
+                    now,
+                    server,
+                    *generation,
+                    ProbeResult::Unhealthy(reason.to_owned()),
+                );
             }
             return;
         };
-        let Some(s) = self.servers.get_mut(server) else { return };
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
         if s.generation != *generation || s.state != ServerState::Starting {
             return;
         }
@@ -586,10 +759,18 @@ impl Supervisor {
                 match timer {
                     Timer::Restart if s.state == ServerState::FailedRestarting => {
                         s.restart_count = s.restart_count.saturating_add(1);
-                        Self::spawn(s, &mut self.actions, &mut self.events, now, StartKind::Restart, "restart");
+                        Self::spawn(
+                            s,
+                            &mut self.actions,
+                            &mut self.events,
+                            now,
+                            StartKind::Restart,
+                            "restart",
+                        );
                     }
                     Timer::StopKill if s.state == ServerState::ShuttingDown => {
-                        s.reason = format!("did not stop within {:?}: SIGKILL", s.spec.stop_timeout);
+                        s.reason =
+                            format!("did not stop within {:?}: SIGKILL", s.spec.stop_timeout);
                         self.actions.push_back(Action::Signal {
                             server: name.clone(),
                             generation: s.generation,
@@ -599,7 +780,8 @@ impl Supervisor {
                     Timer::StartTimeout if s.state == ServerState::Starting => {
                         s.start_failed = true;
                         s.next_probe = None;
-                        s.reason = "no good health check within start_timeout: killing it".to_owned();
+                        s.reason =
+                            "no good health check within start_timeout: killing it".to_owned();
                         self.actions.push_back(Action::Signal {
                             server: name.clone(),
                             generation: s.generation,
@@ -615,7 +797,10 @@ impl Supervisor {
             {
                 s.next_probe = None;
                 s.probe_in_flight = true;
-                self.actions.push_back(Action::Probe { server: name.clone(), generation: s.generation });
+                self.actions.push_back(Action::Probe {
+                    server: name.clone(),
+                    generation: s.generation,
+                });
             }
         }
     }
@@ -637,7 +822,12 @@ impl Supervisor {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.servers
             .values()
-            .flat_map(|s| [s.timer.map(|(at, _)| at), s.next_probe.filter(|_| !s.probe_in_flight)])
+            .flat_map(|s| {
+                [
+                    s.timer.map(|(at, _)| at),
+                    s.next_probe.filter(|_| !s.probe_in_flight),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -659,12 +849,24 @@ impl Supervisor {
         self.servers.get(name).map(|s| &s.spec)
     }
 
-    fn set_state(s: &mut Server, events: &mut VecDeque<Event>, now: Instant, to: ServerState, why: &str) {
+    fn set_state(
+        s: &mut Server,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+        to: ServerState,
+        why: &str,
+    ) {
         s.reason = why.to_owned();
         if s.state == to {
             return;
         }
-        events.push_back(Event { server: s.spec.name.clone(), from: s.state, to, at: now, reason: why.to_owned() });
+        events.push_back(Event {
+            server: s.spec.name.clone(),
+            from: s.state,
+            to,
+            at: now,
+            reason: why.to_owned(),
+        });
         s.state = to;
         s.since = now;
     }
@@ -702,24 +904,43 @@ impl Supervisor {
         why: &str,
     ) {
         let server = s.spec.name.clone();
-        actions.push_back(Action::MarkIntent { server: server.clone(), meant_to_run: false });
+        actions.push_back(Action::MarkIntent {
+            server: server.clone(),
+            meant_to_run: false,
+        });
         if s.state == ServerState::Suspended && signal == Signal::Term {
             // a stopped process cannot act on SIGTERM until it is continued
-            actions.push_back(Action::Signal { server: server.clone(), generation: s.generation, signal: Signal::Cont });
+            actions.push_back(Action::Signal {
+                server: server.clone(),
+                generation: s.generation,
+                signal: Signal::Cont,
+            });
         }
-        actions.push_back(Action::Signal { server, generation: s.generation, signal });
+        actions.push_back(Action::Signal {
+            server,
+            generation: s.generation,
+            signal,
+        });
         s.next_probe = None;
         s.timer = (signal == Signal::Term).then(|| (now + s.spec.stop_timeout, Timer::StopKill));
         Self::set_state(s, events, now, ServerState::ShuttingDown, why);
     }
 
     /// The server's process is gone unexpectedly (state already `FAILED`): ask the policy.
-    fn after_crash(s: &mut Server, actions: &mut VecDeque<Action>, events: &mut VecDeque<Event>, now: Instant) {
+    fn after_crash(
+        s: &mut Server,
+        actions: &mut VecDeque<Action>,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+    ) {
         let crash = s.reason.clone();
         match s.policy.on_exit(now) {
             RestartDecision::RestartAt { at, attempt } => {
                 s.timer = Some((at, Timer::Restart));
-                let why = format!("{crash}; restart {attempt} of {} within {:?}", s.spec.restart_max, s.spec.restart_interval);
+                let why = format!(
+                    "{crash}; restart {attempt} of {} within {:?}",
+                    s.spec.restart_max, s.spec.restart_interval
+                );
                 Self::set_state(s, events, now, ServerState::FailedRestarting, &why);
             }
             RestartDecision::GiveUp { exits_in_window } => {
@@ -730,15 +951,30 @@ impl Supervisor {
                 Self::give_up(s, actions, events, now, &why);
             }
             RestartDecision::StayDown => {
-                Self::give_up(s, actions, events, now, &format!("{crash}; auto_restart is off"));
+                Self::give_up(
+                    s,
+                    actions,
+                    events,
+                    now,
+                    &format!("{crash}; auto_restart is off"),
+                );
             }
         }
     }
 
-    fn give_up(s: &mut Server, actions: &mut VecDeque<Action>, events: &mut VecDeque<Event>, now: Instant, why: &str) {
+    fn give_up(
+        s: &mut Server,
+        actions: &mut VecDeque<Action>,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+        why: &str,
+    ) {
         s.timer = None;
         s.next_probe = None;
-        actions.push_back(Action::MarkIntent { server: s.spec.name.clone(), meant_to_run: false });
+        actions.push_back(Action::MarkIntent {
+            server: s.spec.name.clone(),
+            meant_to_run: false,
+        });
         Self::set_state(s, events, now, ServerState::FailedNotRestartable, why);
     }
 

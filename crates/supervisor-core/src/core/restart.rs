@@ -36,7 +36,13 @@ impl RestartPolicy {
     /// A policy with an empty window.
     #[must_use]
     pub fn new(auto_restart: bool, restart_max: u32, window: Duration, delay: Duration) -> Self {
-        Self { auto_restart, restart_max, window, delay, restarts: VecDeque::new() }
+        Self {
+            auto_restart,
+            restart_max,
+            window,
+            delay,
+            restarts: VecDeque::new(),
+        }
     }
 
     /// Decides about an unexpected exit at `now`. A `RestartAt` is counted in the window at once,
@@ -48,12 +54,17 @@ impl RestartPolicy {
         self.forget_before(now);
         let used = u32::try_from(self.restarts.len()).unwrap_or(u32::MAX);
         if used >= self.restart_max {
-            return RestartDecision::GiveUp { exits_in_window: used.saturating_add(1) };
+            return RestartDecision::GiveUp {
+                exits_in_window: used.saturating_add(1),
+            };
         }
         // counted at the instant the restart happens, so the window bounds real restarts
         let at = now + self.delay;
         self.restarts.push_back(at);
-        RestartDecision::RestartAt { at, attempt: used + 1 }
+        RestartDecision::RestartAt {
+            at,
+            attempt: used + 1,
+        }
     }
 
     /// Forgets every counted restart (an operator `start`).
@@ -64,11 +75,18 @@ impl RestartPolicy {
     /// Restarts counted in the window ending at `now`.
     #[must_use]
     pub fn restarts_in_window(&self, now: Instant) -> usize {
-        self.restarts.iter().filter(|&&t| now.saturating_duration_since(t) < self.window).count()
+        self.restarts
+            .iter()
+            .filter(|&&t| now.saturating_duration_since(t) < self.window)
+            .count()
     }
 
     fn forget_before(&mut self, now: Instant) {
-        while self.restarts.front().is_some_and(|&t| now.saturating_duration_since(t) >= self.window) {
+        while self
+            .restarts
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= self.window)
+        {
             self.restarts.pop_front();
         }
     }
@@ -91,8 +109,20 @@ mod tests {
     fn gives_up_after_restart_max_restarts_within_the_interval() {
         let t0 = t0();
         let mut p = RestartPolicy::new(true, 2, secs(60), secs(1));
-        assert_eq!(p.on_exit(t0), RestartAt { at: t0 + secs(1), attempt: 1 });
-        assert_eq!(p.on_exit(t0 + secs(9)), RestartAt { at: t0 + secs(10), attempt: 2 });
+        assert_eq!(
+            p.on_exit(t0),
+            RestartAt {
+                at: t0 + secs(1),
+                attempt: 1
+            }
+        );
+        assert_eq!(
+            p.on_exit(t0 + secs(9)),
+            RestartAt {
+                at: t0 + secs(10),
+                attempt: 2
+            }
+        );
         assert_eq!(p.on_exit(t0 + secs(20)), GiveUp { exits_in_window: 3 });
     }
 
@@ -102,14 +132,26 @@ mod tests {
         let mut p = RestartPolicy::new(true, 1, secs(60), secs(0));
         assert_eq!(p.on_exit(t0), RestartAt { at: t0, attempt: 1 });
         assert_eq!(p.on_exit(t0 + secs(59)), GiveUp { exits_in_window: 2 });
-        assert_eq!(p.on_exit(t0 + secs(60)), RestartAt { at: t0 + secs(60), attempt: 1 });
+        assert_eq!(
+            p.on_exit(t0 + secs(60)),
+            RestartAt {
+                at: t0 + secs(60),
+                attempt: 1
+            }
+        );
     }
 
     #[test]
     fn auto_restart_off_stays_down_and_zero_max_gives_up() {
         let t0 = t0();
-        assert_eq!(RestartPolicy::new(false, 5, secs(60), secs(0)).on_exit(t0), StayDown);
-        assert_eq!(RestartPolicy::new(true, 0, secs(60), secs(0)).on_exit(t0), GiveUp { exits_in_window: 1 });
+        assert_eq!(
+            RestartPolicy::new(false, 5, secs(60), secs(0)).on_exit(t0),
+            StayDown
+        );
+        assert_eq!(
+            RestartPolicy::new(true, 0, secs(60), secs(0)).on_exit(t0),
+            GiveUp { exits_in_window: 1 }
+        );
     }
 
     #[test]
@@ -118,6 +160,12 @@ mod tests {
         let mut p = RestartPolicy::new(true, 1, secs(60), secs(0));
         let _ = p.on_exit(t0);
         p.reset();
-        assert_eq!(p.on_exit(t0 + secs(1)), RestartAt { at: t0 + secs(1), attempt: 1 });
+        assert_eq!(
+            p.on_exit(t0 + secs(1)),
+            RestartAt {
+                at: t0 + secs(1),
+                attempt: 1
+            }
+        );
     }
 }

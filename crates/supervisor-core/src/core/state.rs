@@ -61,7 +61,10 @@ impl ServerState {
     /// Whether a process of this server is (believed to be) alive in this state.
     #[must_use]
     pub fn has_process(self) -> bool {
-        matches!(self, Self::Starting | Self::Running | Self::Suspended | Self::ShuttingDown | Self::Failed)
+        matches!(
+            self,
+            Self::Starting | Self::Running | Self::Suspended | Self::ShuttingDown | Self::Failed
+        )
     }
 }
 
@@ -78,8 +81,12 @@ mod tests {
     #[test]
     fn serde_strings_are_the_contract_strings() {
         for s in ServerState::ALL {
-            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::String(s.as_str().into()));
-            let back: ServerState = serde_json::from_value(serde_json::Value::String(s.as_str().into())).unwrap();
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::String(s.as_str().into())
+            );
+            let back: ServerState =
+                serde_json::from_value(serde_json::Value::String(s.as_str().into())).unwrap();
             assert_eq!(back, s);
         }
     }

@@ -54,7 +54,10 @@ fn generation(sup: &Supervisor) -> Generation {
     sup.server(&name("web")).unwrap().generation
 }
 fn spawns(actions: &[Action]) -> usize {
-    actions.iter().filter(|a| matches!(a, Action::Spawn { .. })).count()
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Spawn { .. }))
+        .count()
 }
 
 #[test]
@@ -85,7 +88,14 @@ fn a_crash_waits_restart_delay_in_failed_restarting_then_respawns() {
     assert_eq!(spawns(&drain(&mut sup)), 0);
     sup.on_timeout(t0 + secs(4));
     let actions = drain(&mut sup);
-    assert_eq!(actions, vec![Action::Spawn { server: name("web"), generation: g + 1, restart_count: 1 }]);
+    assert_eq!(
+        actions,
+        vec![Action::Spawn {
+            server: name("web"),
+            generation: g + 1,
+            restart_count: 1
+        }]
+    );
     sup.on_timeout(t0 + secs(4)); // twice: harmless
     assert!(drain(&mut sup).is_empty());
     sup.on_spawned(t0 + secs(4), &name("web"), g + 1, 101);
@@ -107,7 +117,13 @@ fn the_budget_spent_makes_it_failed_not_restartable() {
     sup.on_exited(t0 + secs(3), &name("web"), g, Exit::Code(1));
     assert_eq!(state(&sup), ServerState::FailedNotRestartable);
     let actions = drain(&mut sup);
-    assert_eq!(actions, vec![Action::MarkIntent { server: name("web"), meant_to_run: false }]);
+    assert_eq!(
+        actions,
+        vec![Action::MarkIntent {
+            server: name("web"),
+            meant_to_run: false
+        }]
+    );
     assert_eq!(sup.next_deadline(), None);
 }
 
@@ -123,15 +139,34 @@ fn auto_restart_off_never_restarts() {
 fn operator_stop_sends_term_then_kill_and_never_restarts() {
     let t0 = t0();
     let (mut sup, g) = started(t0, spec(|s| s.stop_timeout = secs(5)));
-    assert_eq!(sup.on_command(t0, "web", Command::Stop), Ok(Accepted::Changed));
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Stop),
+        Ok(Accepted::Changed)
+    );
     assert_eq!(state(&sup), ServerState::ShuttingDown);
     let actions = drain(&mut sup);
-    assert!(actions.contains(&Action::Signal { server: name("web"), generation: g, signal: Signal::Term }));
+    assert!(actions.contains(&Action::Signal {
+        server: name("web"),
+        generation: g,
+        signal: Signal::Term
+    }));
     sup.on_timeout(t0 + secs(5));
-    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Kill }]);
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Signal {
+            server: name("web"),
+            generation: g,
+            signal: Signal::Kill
+        }]
+    );
     sup.on_exited(t0 + secs(6), &name("web"), g, Exit::Signal(9));
     assert_eq!(state(&sup), ServerState::Shutdown);
-    assert_eq!(drain(&mut sup), vec![Action::RemoveLock { server: name("web") }]);
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::RemoveLock {
+            server: name("web")
+        }]
+    );
     assert_eq!(sup.next_deadline(), None);
 }
 
@@ -145,7 +180,12 @@ fn a_failed_first_start_is_not_restarted() {
     assert_eq!(state(&sup), ServerState::Starting);
     sup.on_exited(t0 + secs(1), &name("web"), 1, Exit::Code(2));
     assert_eq!(state(&sup), ServerState::FailedNotRestartable);
-    assert!(sup.server(&name("web")).unwrap().reason.contains("during startup"));
+    assert!(
+        sup.server(&name("web"))
+            .unwrap()
+            .reason
+            .contains("during startup")
+    );
 }
 
 #[test]
@@ -166,25 +206,62 @@ fn health_gates_running_and_failures_mark_failed_without_killing() {
     let _ = drain(&mut sup);
     sup.on_spawned(t0, &name("web"), 1, 100);
     sup.on_timeout(t0);
-    assert_eq!(drain(&mut sup), vec![Action::Probe { server: name("web"), generation: 1 }]);
-    assert_eq!(sup.next_deadline(), Some(t0 + secs(30)), "the start timeout; no probe while one is in flight");
-    sup.on_probe(t0, &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
-    assert_eq!(state(&sup), ServerState::Starting, "failures during startup are not counted");
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Probe {
+            server: name("web"),
+            generation: 1
+        }]
+    );
+    assert_eq!(
+        sup.next_deadline(),
+        Some(t0 + secs(30)),
+        "the start timeout; no probe while one is in flight"
+    );
+    sup.on_probe(
+        t0,
+        &name("web"),
+        1,
+        ProbeResult::Unhealthy("refused".into()),
+    );
+    assert_eq!(
+        state(&sup),
+        ServerState::Starting,
+        "failures during startup are not counted"
+    );
     sup.on_timeout(t0 + secs(5));
     let _ = drain(&mut sup);
     sup.on_probe(t0 + secs(5), &name("web"), 1, ProbeResult::Healthy);
     assert_eq!(state(&sup), ServerState::Running);
     for i in [10, 15] {
         sup.on_timeout(t0 + secs(i));
-        assert_eq!(drain(&mut sup), vec![Action::Probe { server: name("web"), generation: 1 }]);
-        sup.on_probe(t0 + secs(i), &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
+        assert_eq!(
+            drain(&mut sup),
+            vec![Action::Probe {
+                server: name("web"),
+                generation: 1
+            }]
+        );
+        sup.on_probe(
+            t0 + secs(i),
+            &name("web"),
+            1,
+            ProbeResult::Unhealthy("refused".into()),
+        );
     }
     assert_eq!(state(&sup), ServerState::Failed);
-    assert!(drain(&mut sup).is_empty(), "no kill without auto_kill_if_failed");
+    assert!(
+        drain(&mut sup).is_empty(),
+        "no kill without auto_kill_if_failed"
+    );
     sup.on_timeout(t0 + secs(20));
     let _ = drain(&mut sup);
     sup.on_probe(t0 + secs(20), &name("web"), 1, ProbeResult::Healthy);
-    assert_eq!(state(&sup), ServerState::Running, "a passing probe brings it back");
+    assert_eq!(
+        state(&sup),
+        ServerState::Running,
+        "a passing probe brings it back"
+    );
 }
 
 #[test]
@@ -202,9 +279,21 @@ fn auto_kill_if_failed_kills_and_restarts_by_policy() {
     sup.on_probe(t0, &name("web"), g, ProbeResult::Healthy);
     sup.on_timeout(t0 + secs(5));
     let _ = drain(&mut sup);
-    sup.on_probe(t0 + secs(5), &name("web"), g, ProbeResult::Unhealthy("500".into()));
+    sup.on_probe(
+        t0 + secs(5),
+        &name("web"),
+        g,
+        ProbeResult::Unhealthy("500".into()),
+    );
     assert_eq!(state(&sup), ServerState::Failed);
-    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Kill }]);
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Signal {
+            server: name("web"),
+            generation: g,
+            signal: Signal::Kill
+        }]
+    );
     sup.on_exited(t0 + secs(5), &name("web"), g, Exit::Signal(9));
     assert_eq!(state(&sup), ServerState::FailedRestarting);
     sup.on_timeout(t0 + secs(5));
@@ -220,10 +309,22 @@ fn start_timeout_kills_a_server_that_never_gets_healthy() {
     sup.on_spawned(t0, &name("web"), 1, 100);
     sup.on_timeout(t0);
     let _ = drain(&mut sup);
-    sup.on_probe(t0, &name("web"), 1, ProbeResult::Unhealthy("refused".into()));
+    sup.on_probe(
+        t0,
+        &name("web"),
+        1,
+        ProbeResult::Unhealthy("refused".into()),
+    );
     sup.on_timeout(t0 + secs(30));
     let actions = drain(&mut sup);
-    assert!(actions.contains(&Action::Signal { server: name("web"), generation: 1, signal: Signal::Kill }), "{actions:?}");
+    assert!(
+        actions.contains(&Action::Signal {
+            server: name("web"),
+            generation: 1,
+            signal: Signal::Kill
+        }),
+        "{actions:?}"
+    );
     sup.on_exited(t0 + secs(30), &name("web"), 1, Exit::Signal(9));
     assert_eq!(state(&sup), ServerState::FailedNotRestartable);
 }
@@ -232,12 +333,35 @@ fn start_timeout_kills_a_server_that_never_gets_healthy() {
 fn suspend_and_resume_signal_the_group() {
     let t0 = t0();
     let (mut sup, g) = started(t0, spec(|_| {}));
-    assert_eq!(sup.on_command(t0, "web", Command::Suspend), Ok(Accepted::Changed));
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Suspend),
+        Ok(Accepted::Changed)
+    );
     assert_eq!(state(&sup), ServerState::Suspended);
-    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Stop }]);
-    assert_eq!(sup.on_command(t0, "web", Command::Suspend), Ok(Accepted::AlreadyDone));
-    assert_eq!(sup.on_command(t0, "web", Command::Resume), Ok(Accepted::Changed));
-    assert_eq!(drain(&mut sup), vec![Action::Signal { server: name("web"), generation: g, signal: Signal::Cont }]);
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Signal {
+            server: name("web"),
+            generation: g,
+            signal: Signal::Stop
+        }]
+    );
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Suspend),
+        Ok(Accepted::AlreadyDone)
+    );
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Resume),
+        Ok(Accepted::Changed)
+    );
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Signal {
+            server: name("web"),
+            generation: g,
+            signal: Signal::Cont
+        }]
+    );
     assert_eq!(state(&sup), ServerState::Running);
 }
 
@@ -247,10 +371,22 @@ fn refused_commands_change_nothing() {
     let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = false)]);
     sup.on_recovered(t0, &name("web"), Recovered::Nothing);
     let before = sup.server(&name("web"));
-    assert!(matches!(sup.on_command(t0, "web", Command::Resume), Err(CommandError::NotNow { .. })));
-    assert!(matches!(sup.on_command(t0, "web", Command::Suspend), Err(CommandError::NotNow { .. })));
-    assert_eq!(sup.on_command(t0, "nope", Command::Start), Err(CommandError::NoSuchServer("nope".into())));
-    assert_eq!(sup.on_command(t0, "../x", Command::Start), Err(CommandError::NoSuchServer("../x".into())));
+    assert!(matches!(
+        sup.on_command(t0, "web", Command::Resume),
+        Err(CommandError::NotNow { .. })
+    ));
+    assert!(matches!(
+        sup.on_command(t0, "web", Command::Suspend),
+        Err(CommandError::NotNow { .. })
+    ));
+    assert_eq!(
+        sup.on_command(t0, "nope", Command::Start),
+        Err(CommandError::NoSuchServer("nope".into()))
+    );
+    assert_eq!(
+        sup.on_command(t0, "../x", Command::Start),
+        Err(CommandError::NoSuchServer("../x".into()))
+    );
     assert_eq!(sup.server(&name("web")), before);
     assert!(drain(&mut sup).is_empty());
 }
@@ -259,11 +395,21 @@ fn refused_commands_change_nothing() {
 fn restart_stops_then_starts_with_a_fresh_budget() {
     let t0 = t0();
     let (mut sup, g) = started(t0, spec(|_| {}));
-    assert_eq!(sup.on_command(t0, "web", Command::Restart), Ok(Accepted::Changed));
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Restart),
+        Ok(Accepted::Changed)
+    );
     let _ = drain(&mut sup);
     sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Signal(15));
     let actions = drain(&mut sup);
-    assert_eq!(actions, vec![Action::Spawn { server: name("web"), generation: g + 1, restart_count: 0 }]);
+    assert_eq!(
+        actions,
+        vec![Action::Spawn {
+            server: name("web"),
+            generation: g + 1,
+            restart_count: 0
+        }]
+    );
     assert_eq!(state(&sup), ServerState::Starting);
 }
 
@@ -271,7 +417,15 @@ fn restart_stops_then_starts_with_a_fresh_budget() {
 fn recovery_adopts_a_live_server_without_spawning() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|_| {})]);
-    sup.on_recovered(t0, &name("web"), Recovered::Adopted { pid: 42, suspended: false, restart_count: 1 });
+    sup.on_recovered(
+        t0,
+        &name("web"),
+        Recovered::Adopted {
+            pid: 42,
+            suspended: false,
+            restart_count: 1,
+        },
+    );
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Running);
     assert_eq!(sup.server(&name("web")).unwrap().restart_count, 1);
@@ -281,7 +435,11 @@ fn recovery_adopts_a_live_server_without_spawning() {
 fn recovery_restarts_a_server_that_died_while_meant_to_run() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|_| {})]);
-    let found = Recovered::Gone { meant_to_run: true, restart_count: 0, detail: "pid 42 is not running".into() };
+    let found = Recovered::Gone {
+        meant_to_run: true,
+        restart_count: 0,
+        detail: "pid 42 is not running".into(),
+    };
     sup.on_recovered(t0, &name("web"), found);
     assert_eq!(state(&sup), ServerState::FailedRestarting);
     sup.on_timeout(t0);
@@ -293,7 +451,13 @@ fn recovery_restarts_a_server_that_died_while_meant_to_run() {
 fn an_untrusted_lock_file_leaves_the_server_unknown_and_untouched() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|_| {})]);
-    sup.on_recovered(t0, &name("web"), Recovered::Untrusted { detail: "garbage".into() });
+    sup.on_recovered(
+        t0,
+        &name("web"),
+        Recovered::Untrusted {
+            detail: "garbage".into(),
+        },
+    );
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Unknown);
     assert_eq!(sup.next_deadline(), None);

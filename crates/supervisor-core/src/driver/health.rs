@@ -24,7 +24,10 @@ pub(crate) async fn probe(server: &ServerName, pid: Option<Pid>, spec: &HealthSp
     match tokio::time::timeout(spec.timeout, run).await {
         Ok(Ok(())) => ProbeResult::Healthy,
         Ok(Err(why)) => ProbeResult::Unhealthy(why),
-        Err(_) => ProbeResult::Unhealthy(format!("timed out after {}", humantime::format_duration(spec.timeout))),
+        Err(_) => ProbeResult::Unhealthy(format!(
+            "timed out after {}",
+            humantime::format_duration(spec.timeout)
+        )),
     }
 }
 
@@ -40,10 +43,16 @@ async fn exec(server: &ServerName, pid: Option<Pid>, argv: &[String]) -> Result<
     if let Some(pid) = pid {
         cmd.env("NM_SERVER_PID", pid.to_string());
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
     // On timeout this future is dropped: kill_on_drop kills the probe (tokio reaps it).
     let status = child.wait().await.map_err(|e| e.to_string())?;
-    if status.success() { Ok(()) } else { Err(format!("{} {status}", argv[0])) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} {status}", argv[0]))
+    }
 }
 
 async fn http(target: &HttpTarget) -> Result<(), String> {
@@ -59,7 +68,10 @@ async fn http(target: &HttpTarget) -> Result<(), String> {
         .header(hyper::header::USER_AGENT, "nm-health")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("GET {}: {e}", target.url))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("GET {}: {e}", target.url));
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET {}: {e}", target.url));
     conn.abort(); // the status line is all we need
     let status = resp?.status();
     if status.is_success() || status.is_redirection() {
@@ -94,11 +106,19 @@ mod tests {
 
     #[tokio::test]
     async fn exec_probes_follow_the_exit_status() {
-        assert_eq!(probe(&name(), None, &spec(Probe::Exec(argv(&["true"])))).await, ProbeResult::Healthy);
-        assert!(matches!(probe(&name(), None, &spec(Probe::Exec(argv(&["false"])))).await, ProbeResult::Unhealthy(_)));
+        assert_eq!(
+            probe(&name(), None, &spec(Probe::Exec(argv(&["true"])))).await,
+            ProbeResult::Healthy
+        );
+        assert!(matches!(
+            probe(&name(), None, &spec(Probe::Exec(argv(&["false"])))).await,
+            ProbeResult::Unhealthy(_)
+        ));
         let mut slow = spec(Probe::Exec(argv(&["sleep", "5"])));
         slow.timeout = Duration::from_millis(100);
-        assert!(matches!(probe(&name(), None, &slow).await, ProbeResult::Unhealthy(w) if w.contains("timed out")));
+        assert!(
+            matches!(probe(&name(), None, &slow).await, ProbeResult::Unhealthy(w) if w.contains("timed out"))
+        );
     }
 
     #[tokio::test]
@@ -112,16 +132,37 @@ mod tests {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let ok = String::from_utf8_lossy(&buf[..n]).starts_with("GET /ok ");
-                let line = if ok { "200 OK" } else { "503 Service Unavailable" };
-                let _ = s.write_all(format!("HTTP/1.1 {line}\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                let line = if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {line}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
-        assert_eq!(probe(&name(), None, &spec(Probe::Tcp(addr.to_string()))).await, ProbeResult::Healthy);
+        assert_eq!(
+            probe(&name(), None, &spec(Probe::Tcp(addr.to_string()))).await,
+            ProbeResult::Healthy
+        );
         let ok = HttpTarget::parse(&format!("http://{addr}/ok")).unwrap();
-        assert_eq!(probe(&name(), None, &spec(Probe::Http(ok))).await, ProbeResult::Healthy);
+        assert_eq!(
+            probe(&name(), None, &spec(Probe::Http(ok))).await,
+            ProbeResult::Healthy
+        );
         let bad = HttpTarget::parse(&format!("http://{addr}/bad")).unwrap();
-        assert!(matches!(probe(&name(), None, &spec(Probe::Http(bad))).await, ProbeResult::Unhealthy(w) if w.contains("503")));
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        assert!(matches!(probe(&name(), None, &spec(Probe::Tcp(closed.to_string()))).await, ProbeResult::Unhealthy(_)));
+        assert!(
+            matches!(probe(&name(), None, &spec(Probe::Http(bad))).await, ProbeResult::Unhealthy(w) if w.contains("503"))
+        );
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(matches!(
+            probe(&name(), None, &spec(Probe::Tcp(closed.to_string()))).await,
+            ProbeResult::Unhealthy(_)
+        ));
     }
 }

@@ -74,7 +74,8 @@ impl LockDir {
     /// # Errors
     /// Any I/O error; the previous version of the file is then still in place.
     pub fn write(&self, record: &LockRecord) -> io::Result<()> {
-        let name = ServerName::new(record.server.as_str()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let name = ServerName::new(record.server.as_str())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
         write_atomic(&self.path(&name), &json)
     }
@@ -94,9 +95,18 @@ impl LockDir {
     /// Names of servers that have a lock file (for reporting locks of servers no longer
     /// configured).
     pub fn names(&self) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(&self.dir) else { return vec![] };
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return vec![];
+        };
         let mut v: Vec<String> = rd
-            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".lock").map(str::to_owned))
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .into_string()
+                    .ok()?
+                    .strip_suffix(".lock")
+                    .map(str::to_owned)
+            })
             .collect();
         v.sort();
         v
@@ -109,23 +119,42 @@ impl LockDir {
         let path = self.path(server);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Recovery::plain(Recovered::Nothing),
-            Err(e) => return Recovery::plain(Recovered::Untrusted { detail: format!("cannot read {}: {e}", path.display()) }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Recovery::plain(Recovered::Nothing);
+            }
+            Err(e) => {
+                return Recovery::plain(Recovered::Untrusted {
+                    detail: format!("cannot read {}: {e}", path.display()),
+                });
+            }
         };
         let record = match serde_json::from_slice::<LockRecord>(&bytes) {
             Ok(r) if r.version == VERSION && r.server == server.as_str() => r,
             Ok(r) => {
-                let detail = format!("lock file {} is for {:?} version {}, not {server:?} version {VERSION}", path.display(), r.server, r.version);
+                let detail = format!(
+                    "lock file {} is for {:?} version {}, not {server:?} version {VERSION}",
+                    path.display(),
+                    r.server,
+                    r.version
+                );
                 return self.untrusted(server, detail);
             }
             Err(e) => {
-                let what = if bytes.is_empty() { "empty".to_owned() } else { format!("unreadable ({e})") };
+                let what = if bytes.is_empty() {
+                    "empty".to_owned()
+                } else {
+                    format!("unreadable ({e})")
+                };
                 return self.untrusted(server, format!("lock file {} is {what}", path.display()));
             }
         };
         let (meant_to_run, restart_count) = (record.meant_to_run, record.restart_count);
         let gone = |detail: String| Recovery {
-            found: Recovered::Gone { meant_to_run, restart_count, detail },
+            found: Recovered::Gone {
+                meant_to_run,
+                restart_count,
+                detail,
+            },
             record: Some(record.clone()),
             pidfd: None,
         };
@@ -134,7 +163,11 @@ impl LockDir {
         }
         match verify(&record) {
             Ok((pidfd, suspended)) => Recovery {
-                found: Recovered::Adopted { pid: record.pid, suspended, restart_count },
+                found: Recovered::Adopted {
+                    pid: record.pid,
+                    suspended,
+                    restart_count,
+                },
                 record: Some(record.clone()),
                 pidfd: Some(pidfd),
             },
@@ -146,7 +179,10 @@ impl LockDir {
         let path = self.path(server);
         let aside = self.dir.join(format!("{server}.lock.corrupt"));
         let detail = match std::fs::rename(&path, &aside) {
-            Ok(()) => format!("{detail}; moved to {}; not trusted: start the server by hand once you know it is not running", aside.display()),
+            Ok(()) => format!(
+                "{detail}; moved to {}; not trusted: start the server by hand once you know it is not running",
+                aside.display()
+            ),
             Err(e) => format!("{detail}; could not move it aside: {e}"),
         };
         Recovery::plain(Recovered::Untrusted { detail })
@@ -166,7 +202,11 @@ pub struct Recovery {
 
 impl Recovery {
     fn plain(found: Recovered) -> Self {
-        Self { found, record: None, pidfd: None }
+        Self {
+            found,
+            record: None,
+            pidfd: None,
+        }
     }
 }
 
@@ -188,12 +228,23 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), String> 
         ));
     }
     if stat.pgrp != record.pgid {
-        return Err(format!("pid {pid} is another process (process group {} != {}): left alone", stat.pgrp, record.pgid));
+        return Err(format!(
+            "pid {pid} is another process (process group {} != {}): left alone",
+            stat.pgrp, record.pgid
+        ));
     }
     match process::proc_token(pid) {
         Some(t) if t == record.token => {}
-        Some(_) => return Err(format!("pid {pid} is another process (token differs): left alone")),
-        None => return Err(format!("pid {pid} is another process (no readable NM_SERVER_TOKEN): left alone")),
+        Some(_) => {
+            return Err(format!(
+                "pid {pid} is another process (token differs): left alone"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "pid {pid} is another process (no readable NM_SERVER_TOKEN): left alone"
+            ));
+        }
     }
     if pidfd.has_exited() {
         return Err(format!("pid {pid} exited during recovery"));
@@ -208,10 +259,19 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), String> 
 /// Any I/O error; the old file is then untouched (a stray temporary file may remain).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let file_name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -238,11 +298,17 @@ mod tests {
         assert_eq!(dir.recover(&name("a"), "boot").found, Recovered::Nothing);
         std::fs::write(dir.path(&name("a")), b"{\"version\": 1, \"serv").unwrap();
         let r = dir.recover(&name("a"), "boot");
-        assert!(matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")), "{:?}", r.found);
+        assert!(
+            matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")),
+            "{:?}",
+            r.found
+        );
         assert!(!dir.path(&name("a")).exists());
         assert!(tmp.path().join("servers/a.lock.corrupt").exists());
         std::fs::write(dir.path(&name("b")), b"").unwrap();
-        assert!(matches!(dir.recover(&name("b"), "boot").found, Recovered::Untrusted { detail } if detail.contains("empty")));
+        assert!(
+            matches!(dir.recover(&name("b"), "boot").found, Recovered::Untrusted { detail } if detail.contains("empty"))
+        );
     }
 
     fn record(pid: Pid, start_time: u64, token: &str, boot: &str) -> LockRecord {
@@ -281,7 +347,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = LockDir::open(tmp.path()).unwrap();
         dir.write(&record(1, 1, "feed", "old-boot")).unwrap();
-        assert!(matches!(dir.recover(&name("a"), "boot").found, Recovered::Gone { detail, .. } if detail.contains("before this boot")));
+        assert!(
+            matches!(dir.recover(&name("a"), "boot").found, Recovered::Gone { detail, .. } if detail.contains("before this boot"))
+        );
     }
 
     #[test]
@@ -289,7 +357,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = LockDir::open(tmp.path()).unwrap();
         dir.write(&record(5, 6, "t", "b")).unwrap();
-        let back: LockRecord = serde_json::from_slice(&std::fs::read(dir.path(&name("a"))).unwrap()).unwrap();
+        let back: LockRecord =
+            serde_json::from_slice(&std::fs::read(dir.path(&name("a"))).unwrap()).unwrap();
         assert_eq!(back, record(5, 6, "t", "b"));
         assert_eq!(dir.names(), vec!["a".to_owned()]);
         dir.remove(&name("a")).unwrap();

@@ -55,7 +55,11 @@ impl LogDir {
 }
 
 fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 /// Rotates `path` if it is larger than `spec.max_size`: `path.N-1` → `path.N`, …, copy of
@@ -119,10 +123,15 @@ const REARM_AFTER: Duration = Duration::from_secs(1);
 
 async fn run(inotify: Inotify, mut rx: mpsc::UnboundedReceiver<(PathBuf, LogSpec)>) {
     let mut watches = inotify.watches();
-    let Ok(mut events) = inotify.into_event_stream([0u8; 4096]) else { return };
+    let Ok(mut events) = inotify.into_event_stream([0u8; 4096]) else {
+        return;
+    };
     let mut files: HashMap<WatchDescriptor, (PathBuf, LogSpec)> = HashMap::new();
     let (rearm_tx, mut rearm_rx) = mpsc::unbounded_channel::<(PathBuf, LogSpec)>();
-    let arm = |watches: &mut Watches, files: &mut HashMap<WatchDescriptor, (PathBuf, LogSpec)>, path: PathBuf, spec: LogSpec| {
+    let arm = |watches: &mut Watches,
+               files: &mut HashMap<WatchDescriptor, (PathBuf, LogSpec)>,
+               path: PathBuf,
+               spec: LogSpec| {
         if let Err(e) = append(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot create log file");
         }
@@ -133,7 +142,9 @@ async fn run(inotify: Inotify, mut rx: mpsc::UnboundedReceiver<(PathBuf, LogSpec
             Ok(wd) => {
                 files.insert(wd, (path, spec));
             }
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot watch log file for rotation"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch log file for rotation")
+            }
         }
     };
     loop {
@@ -171,7 +182,10 @@ mod tests {
     fn rotation_shifts_numbered_copies_and_truncates_in_place() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("a.out");
-        let spec = LogSpec { max_size: 4, keep: 2 };
+        let spec = LogSpec {
+            max_size: 4,
+            keep: 2,
+        };
         let mut live = append(&p).unwrap();
         use std::io::Write;
         live.write_all(b"first").unwrap();
@@ -181,8 +195,14 @@ mod tests {
         live.write_all(b"third").unwrap();
         assert!(rotate_if_needed(&p, &spec).unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
-        assert_eq!(std::fs::read_to_string(tmp.path().join("a.out.1")).unwrap(), "third");
-        assert_eq!(std::fs::read_to_string(tmp.path().join("a.out.2")).unwrap(), "second");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("a.out.1")).unwrap(),
+            "third"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("a.out.2")).unwrap(),
+            "second"
+        );
         assert!(!tmp.path().join("a.out.3").exists());
         assert!(!rotate_if_needed(&p, &spec).unwrap());
     }

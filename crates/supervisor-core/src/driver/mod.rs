@@ -21,8 +21,8 @@ use self::lockfile::{LockDir, LockRecord};
 use self::logs::{LogDir, Rotator};
 use self::process::PidFd;
 use crate::core::{
-    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered, ServerState,
-    ServerView, Signal, Supervisor,
+    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
+    ServerState, ServerView, Signal, Supervisor,
 };
 use crate::spec::{ServerName, ServerSpec};
 
@@ -31,8 +31,9 @@ use crate::spec::{ServerName, ServerSpec};
 pub struct SupervisorConfig {
     /// The data directory: `servers/` (lock files) and `logs/` are created in it.
     pub data_dir: PathBuf,
-    /// Adopt servers from lock files at start (WebLogic `CrashRecoveryEnabled`, default on).
-    /// Off: lock files are ignored and overwritten, and auto-start servers are started afresh.
+    /// Restart servers that died while the daemon was down (WebLogic `CrashRecoveryEnabled`,
+    /// default on). Off: only `auto_start` decides what starts. Live servers from lock files are
+    /// adopted either way, so no second copy is ever started beside one.
     pub crash_recovery: bool,
     /// The servers.
     pub servers: Vec<Arc<ServerSpec>>,
@@ -93,8 +94,15 @@ pub struct Stopped {
 }
 
 enum Request {
-    Command { server: String, command: Command, reply: oneshot::Sender<Result<Accepted, CommandError>> },
-    Shutdown { stop_servers: bool, reply: oneshot::Sender<Stopped> },
+    Command {
+        server: String,
+        command: Command,
+        reply: oneshot::Sender<Result<Accepted, CommandError>>,
+    },
+    Shutdown {
+        stop_servers: bool,
+        reply: oneshot::Sender<Stopped>,
+    },
 }
 
 /// A cloneable handle to the driver task.
@@ -107,8 +115,12 @@ pub struct SupervisorHandle {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Command { server, command, .. } => write!(f, "Command({server}, {command:?})"),
-            Self::Shutdown { stop_servers, .. } => write!(f, "Shutdown(stop_servers={stop_servers})"),
+            Self::Command {
+                server, command, ..
+            } => write!(f, "Command({server}, {command:?})"),
+            Self::Shutdown { stop_servers, .. } => {
+                write!(f, "Shutdown(stop_servers={stop_servers})")
+            }
         }
     }
 }
@@ -123,9 +135,20 @@ impl SupervisorHandle {
     ///
     /// # Errors
     /// `Err(Gone)` when the driver has shut down; `Ok(Err(..))` when the core refused it.
-    pub async fn command(&self, server: &str, command: Command) -> Result<Result<Accepted, CommandError>, Gone> {
+    pub async fn command(
+        &self,
+        server: &str,
+        command: Command,
+    ) -> Result<Result<Accepted, CommandError>, Gone> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Command { server: server.to_owned(), command, reply }).await.map_err(|_| Gone)?;
+        self.tx
+            .send(Request::Command {
+                server: server.to_owned(),
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| Gone)?;
         rx.await.map_err(|_| Gone)
     }
 
@@ -137,7 +160,13 @@ impl SupervisorHandle {
     /// `Gone` when the driver already shut down.
     pub async fn shutdown(&self, stop_servers: bool) -> Result<Stopped, Gone> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Shutdown { stop_servers, reply }).await.map_err(|_| Gone)?;
+        self.tx
+            .send(Request::Shutdown {
+                stop_servers,
+                reply,
+            })
+            .await
+            .map_err(|_| Gone)?;
         rx.await.map_err(|_| Gone)
     }
 
@@ -159,8 +188,13 @@ impl SupervisorHandle {
 ///
 /// # Errors
 /// See [`DriverError`]; nothing was started.
-pub fn start(config: SupervisorConfig) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
-    let dd = |source| DriverError::DataDir { path: config.data_dir.clone(), source };
+pub fn start(
+    config: SupervisorConfig,
+) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
+    let dd = |source| DriverError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(dd)?;
     let locks = LockDir::open(&config.data_dir).map_err(dd)?;
     let logs = LogDir::open(&config.data_dir).map_err(dd)?;
@@ -179,10 +213,14 @@ pub fn start(config: SupervisorConfig) -> Result<(SupervisorHandle, tokio::task:
         records: HashMap::new(),
         exit_tx,
         probe_tx,
-        clock: Clock { t0, wall0: wall_now() },
+        clock: Clock {
+            t0,
+            wall0: wall_now(),
+        },
     };
 
-    let configured: std::collections::HashSet<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+    let configured: std::collections::HashSet<&str> =
+        config.servers.iter().map(|s| s.name.as_str()).collect();
     for stray in exec.locks.names() {
         if !configured.contains(stray.as_str()) {
             tracing::warn!(server = %stray, "lock file of a server that is not configured: left alone (its process, if any, is not touched)");
@@ -190,22 +228,37 @@ pub fn start(config: SupervisorConfig) -> Result<(SupervisorHandle, tokio::task:
     }
     for spec in &config.servers {
         let name = &spec.name;
-        let found = if config.crash_recovery {
-            let rec = exec.locks.recover(name, &exec.boot_id);
-            if let (Some(pidfd), Some(record)) = (rec.pidfd, rec.record.clone()) {
-                exec.watch(name.clone(), 1, record.pid, record.pgid, pidfd, false);
+        // A live process of ours is adopted even without crash recovery: starting a second copy
+        // beside it would be worse. `crash_recovery = false` only stops nm from restarting what
+        // died while it was down (auto_start alone decides then).
+        let rec = exec.locks.recover(name, &exec.boot_id);
+        if let (Some(pidfd), Some(record)) = (rec.pidfd, rec.record.clone()) {
+            exec.watch(name.clone(), 1, record.pid, record.pgid, pidfd, false);
+        }
+        if let Some(record) = rec.record {
+            exec.records.insert(name.clone(), record);
+        }
+        let found = match rec.found {
+            Recovered::Gone { detail, .. } if !config.crash_recovery => {
+                tracing::info!(server = %name, "{detail}; crash_recovery is off: not restarted for that");
+                if let Err(e) = exec.locks.remove(name) {
+                    tracing::warn!(server = %name, error = %e, "cannot remove stale lock file");
+                }
+                exec.records.remove(name);
+                Recovered::Nothing
             }
-            if let Some(record) = rec.record {
-                exec.records.insert(name.clone(), record);
-            }
-            rec.found
-        } else {
-            Recovered::Nothing
+            found => found,
         };
         match &found {
             Recovered::Nothing => {}
-            Recovered::Adopted { pid, .. } => tracing::info!(server = %name, pid, "adopted running server"),
-            Recovered::Gone { detail, meant_to_run, .. } => {
+            Recovered::Adopted { pid, .. } => {
+                tracing::info!(server = %name, pid, "adopted running server")
+            }
+            Recovered::Gone {
+                detail,
+                meant_to_run,
+                ..
+            } => {
                 tracing::warn!(server = %name, meant_to_run, "{detail}");
                 if let Some(rec) = exec.records.get(name).filter(|r| r.boot_id == exec.boot_id) {
                     let n = process::kill_leftovers(&rec.token);
@@ -225,7 +278,13 @@ pub fn start(config: SupervisorConfig) -> Result<(SupervisorHandle, tokio::task:
     let snapshot = Arc::new(exec.snapshot(&core));
     let (status_tx, status_rx) = watch::channel(snapshot);
     let task = tokio::spawn(run(core, exec, rx, exit_rx, probe_rx, status_tx));
-    Ok((SupervisorHandle { tx, status: status_rx }, task))
+    Ok((
+        SupervisorHandle {
+            tx,
+            status: status_rx,
+        },
+        task,
+    ))
 }
 
 struct Proc {
@@ -267,17 +326,31 @@ impl Executor {
     /// Runs one action; `Err` is fed back to the core as `on_action_failed`.
     fn execute(&mut self, core: &mut Supervisor, action: &Action) -> Result<(), String> {
         match action {
-            Action::Spawn { server, generation, restart_count } => {
+            Action::Spawn {
+                server,
+                generation,
+                restart_count,
+            } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
                 let pid = self.spawn(&spec, *generation, *restart_count)?;
                 core.on_spawned(now(), server, *generation, pid);
                 Ok(())
             }
-            Action::Signal { server, generation, signal } => self.signal(server, *generation, *signal),
+            Action::Signal {
+                server,
+                generation,
+                signal,
+            } => self.signal(server, *generation, *signal),
             Action::Probe { server, generation } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let Some(health) = spec.health.clone() else { return Err("no health check".into()) };
-                let pid = self.procs.get(server).filter(|p| p.generation == *generation).map(|p| p.pid);
+                let Some(health) = spec.health.clone() else {
+                    return Err("no health check".into());
+                };
+                let pid = self
+                    .procs
+                    .get(server)
+                    .filter(|p| p.generation == *generation)
+                    .map(|p| p.pid);
                 let (tx, server, generation) = (self.probe_tx.clone(), server.clone(), *generation);
                 tokio::spawn(async move {
                     let result = health::probe(&server, pid, &health).await;
@@ -285,25 +358,40 @@ impl Executor {
                 });
                 Ok(())
             }
-            Action::MarkIntent { server, meant_to_run } => {
-                let Some(rec) = self.records.get_mut(server) else { return Ok(()) };
+            Action::MarkIntent {
+                server,
+                meant_to_run,
+            } => {
+                let Some(rec) = self.records.get_mut(server) else {
+                    return Ok(());
+                };
                 if rec.meant_to_run == *meant_to_run {
                     return Ok(());
                 }
                 rec.meant_to_run = *meant_to_run;
                 let rec = rec.clone();
-                self.locks.write(&rec).map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
+                self.locks
+                    .write(&rec)
+                    .map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
             }
             Action::RemoveLock { server } => {
                 self.records.remove(server);
-                self.locks.remove(server).map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
+                self.locks
+                    .remove(server)
+                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
             }
         }
     }
 
-    fn spawn(&mut self, spec: &ServerSpec, generation: Generation, restart_count: u32) -> Result<Pid, String> {
+    fn spawn(
+        &mut self,
+        spec: &ServerSpec,
+        generation: Generation,
+        restart_count: u32,
+    ) -> Result<Pid, String> {
         let name = &spec.name;
-        let token = process::new_token().map_err(|e| format!("no randomness for the server token: {e}"))?;
+        let token =
+            process::new_token().map_err(|e| format!("no randomness for the server token: {e}"))?;
         let (out, err) = self
             .logs
             .open_for_child(name)
@@ -340,7 +428,15 @@ impl Executor {
         Ok(pid)
     }
 
-    fn watch(&mut self, server: ServerName, generation: Generation, pid: Pid, pgid: Pid, pidfd: Arc<PidFd>, child: bool) {
+    fn watch(
+        &mut self,
+        server: ServerName,
+        generation: Generation,
+        pid: Pid,
+        pgid: Pid,
+        pidfd: Arc<PidFd>,
+        child: bool,
+    ) {
         let tx = self.exit_tx.clone();
         let fd = pidfd.clone();
         let s = server.clone();
@@ -348,24 +444,49 @@ impl Executor {
             fd.exited().await;
             let _ = tx.send((s, generation));
         });
-        if let Some(old) = self.procs.insert(server, Proc { generation, pid, pgid, pidfd, child, watcher }) {
+        if let Some(old) = self.procs.insert(
+            server,
+            Proc {
+                generation,
+                pid,
+                pgid,
+                pidfd,
+                child,
+                watcher,
+            },
+        ) {
             old.watcher.abort();
         }
     }
 
-    fn signal(&mut self, server: &ServerName, generation: Generation, signal: Signal) -> Result<(), String> {
-        let Some(p) = self.procs.get(server).filter(|p| p.generation == generation) else { return Ok(()) };
+    fn signal(
+        &mut self,
+        server: &ServerName,
+        generation: Generation,
+        signal: Signal,
+    ) -> Result<(), String> {
+        let Some(p) = self
+            .procs
+            .get(server)
+            .filter(|p| p.generation == generation)
+        else {
+            return Ok(());
+        };
         if !p.child && p.pidfd.has_exited() {
             // an adopted leader that died may already be reaped by its parent: its group id
             // could name someone else's group now
             return Ok(());
         }
-        process::signal_group(p.pgid, signal).map_err(|e| format!("signal {signal:?} to process group {}: {e}", p.pgid))
+        process::signal_group(p.pgid, signal)
+            .map_err(|e| format!("signal {signal:?} to process group {}: {e}", p.pgid))
     }
 
     /// The process of (server, generation) exited: kill what is left of its group, reap it.
     fn reap(&mut self, server: &ServerName, generation: Generation) -> Option<Exit> {
-        let p = self.procs.get(server).filter(|p| p.generation == generation)?;
+        let p = self
+            .procs
+            .get(server)
+            .filter(|p| p.generation == generation)?;
         let exit = if p.child {
             // The zombie still holds its PID, so the group id is surely ours: kill any
             // grandchildren left behind before reaping frees the number.
@@ -467,7 +588,8 @@ async fn run(
                     let mut stopped = Stopped::default();
                     for v in core.servers().collect::<Vec<_>>() {
                         let pending_restart = v.state == ServerState::FailedRestarting;
-                        if !v.state.has_process() && !(stop_servers && pending_restart) {
+                        let affected = v.state.has_process() || (stop_servers && pending_restart);
+                        if !affected {
                             continue;
                         }
                         if stop_servers {
@@ -492,9 +614,17 @@ async fn run(
 }
 
 fn log_event(ev: &Event) {
-    let (server, from, to, reason) = (ev.server.as_str(), ev.from.as_str(), ev.to.as_str(), ev.reason.as_str());
+    let (server, from, to, reason) = (
+        ev.server.as_str(),
+        ev.from.as_str(),
+        ev.to.as_str(),
+        ev.reason.as_str(),
+    );
     match ev.to {
-        ServerState::Failed | ServerState::FailedRestarting | ServerState::FailedNotRestartable | ServerState::Unknown => {
+        ServerState::Failed
+        | ServerState::FailedRestarting
+        | ServerState::FailedNotRestartable
+        | ServerState::Unknown => {
             tracing::warn!(server, from, to, "{reason}");
         }
         _ => tracing::info!(server, from, to, "{reason}"),

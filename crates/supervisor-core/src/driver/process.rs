@@ -26,7 +26,8 @@ pub(crate) struct PidFd(AsyncFd<OwnedFd>);
 impl PidFd {
     /// Opens a pidfd for `pid` and registers it with the current runtime.
     pub(crate) fn open(pid: Pid) -> io::Result<Arc<Self>> {
-        let rpid = RPid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let rpid =
+            RPid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         let fd = rustix::process::pidfd_open(rpid, PidfdFlags::NONBLOCK)?;
         // SAFETY: `fd` is a freshly opened, owned pidfd; the AsyncFd takes ownership of it and
         // nothing else closes or replaces it while the AsyncFd lives.
@@ -48,14 +49,20 @@ impl PidFd {
 
     /// Whether the process has exited, without waiting.
     pub(crate) fn has_exited(&self) -> bool {
-        let mut fds = [rustix::event::PollFd::new(self.0.get_ref(), rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            self.0.get_ref(),
+            rustix::event::PollFlags::IN,
+        )];
         matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
     }
 
     /// Reaps our child and returns how it ended; `Exit::Unknown` for a process that is not our
     /// child (adopted), whose status only its parent gets.
     pub(crate) fn reap(&self) -> Exit {
-        match rustix::process::waitid(WaitId::PidFd(self.0.get_ref().as_fd()), WaitIdOptions::EXITED) {
+        match rustix::process::waitid(
+            WaitId::PidFd(self.0.get_ref().as_fd()),
+            WaitIdOptions::EXITED,
+        ) {
             Ok(Some(st)) => {
                 if let Some(code) = st.exit_status() {
                     Exit::Code(code)
@@ -77,7 +84,9 @@ impl PidFd {
 /// child (a zombie still holds its PID, so no new group can take the number), or the leader is
 /// alive (checked through its pidfd just before).
 pub(crate) fn signal_group(pgid: Pid, signal: Signal) -> io::Result<()> {
-    let Some(pgid) = RPid::from_raw(pgid) else { return Ok(()) };
+    let Some(pgid) = RPid::from_raw(pgid) else {
+        return Ok(());
+    };
     match rustix::process::kill_process_group(pgid, to_rustix(signal)) {
         Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
         Err(e) => Err(e.into()),
@@ -111,15 +120,32 @@ pub(crate) fn lookup_user(user: &str) -> io::Result<RunAs> {
             continue;
         }
         if f[0] == user || f[2] == user {
-            let uid = f[2].parse().map_err(|_| io::Error::other("bad uid in /etc/passwd"))?;
-            let gid = f[3].parse().map_err(|_| io::Error::other("bad gid in /etc/passwd"))?;
-            return Ok(RunAs { uid, gid, name: f[0].to_owned(), home: f[5].to_owned() });
+            let uid = f[2]
+                .parse()
+                .map_err(|_| io::Error::other("bad uid in /etc/passwd"))?;
+            let gid = f[3]
+                .parse()
+                .map_err(|_| io::Error::other("bad gid in /etc/passwd"))?;
+            return Ok(RunAs {
+                uid,
+                gid,
+                name: f[0].to_owned(),
+                home: f[5].to_owned(),
+            });
         }
     }
     if let Ok(uid) = user.parse::<u32>() {
-        return Ok(RunAs { uid, gid: uid, name: user.to_owned(), home: "/".to_owned() });
+        return Ok(RunAs {
+            uid,
+            gid: uid,
+            name: user.to_owned(),
+            home: "/".to_owned(),
+        });
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, format!("no user {user:?} in /etc/passwd")))
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no user {user:?} in /etc/passwd"),
+    ))
 }
 
 /// Starts `spec`'s command as the leader of a new session (so its group can be signalled as a
@@ -146,7 +172,11 @@ pub(crate) fn spawn(
     }
     if let Some(user) = &spec.user {
         let who = lookup_user(user)?;
-        cmd.uid(who.uid).gid(who.gid).env("USER", &who.name).env("LOGNAME", &who.name).env("HOME", &who.home);
+        cmd.uid(who.uid)
+            .gid(who.gid)
+            .env("USER", &who.name)
+            .env("LOGNAME", &who.name)
+            .env("HOME", &who.home);
     }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it is the only
     // thing run between fork and exec.
@@ -173,14 +203,19 @@ pub(crate) struct ProcStat {
 /// counted from the last `)`.
 pub(crate) fn proc_stat(pid: Pid) -> io::Result<ProcStat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))
+    parse_stat(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))
 }
 
 fn parse_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): index = field - 3
-    Some(ProcStat { state: f.first()?.chars().next()?, pgrp: f.get(2)?.parse().ok()?, start_time: f.get(19)?.parse().ok()? })
+    Some(ProcStat {
+        state: f.first()?.chars().next()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
 }
 
 /// The value of `NM_SERVER_TOKEN` in the process's initial environment, if readable.
@@ -197,17 +232,31 @@ pub(crate) fn proc_token(pid: Pid) -> Option<String> {
 /// each match is pinned with a pidfd and checked again before the signal. Returns how many were
 /// killed. A one-off scan of `/proc`, not a polling loop.
 pub(crate) fn kill_leftovers(token: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     let mut killed = 0;
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<Pid>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<Pid>().ok())
+        else {
+            continue;
+        };
         if proc_token(pid).as_deref() != Some(token) {
             continue;
         }
-        let Some(rpid) = RPid::from_raw(pid) else { continue };
-        let Ok(fd) = rustix::process::pidfd_open(rpid, PidfdFlags::empty()) else { continue };
+        let Some(rpid) = RPid::from_raw(pid) else {
+            continue;
+        };
+        let Ok(fd) = rustix::process::pidfd_open(rpid, PidfdFlags::empty()) else {
+            continue;
+        };
         // the pidfd pins the process: if the token still matches, it is the one we mean
-        if proc_token(pid).as_deref() == Some(token) && rustix::process::pidfd_send_signal(&fd, RSignal::KILL).is_ok() {
+        if proc_token(pid).as_deref() == Some(token)
+            && rustix::process::pidfd_send_signal(&fd, RSignal::KILL).is_ok()
+        {
             killed += 1;
         }
     }
@@ -216,7 +265,9 @@ pub(crate) fn kill_leftovers(token: &str) -> usize {
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub(crate) fn boot_id() -> io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_owned())
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
 }
 
 /// A fresh random token for one start of a server: 128 bits, hex.
@@ -233,7 +284,14 @@ mod tests {
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
         let line = "4242 (we ird) (x) T 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_stat(line), Some(ProcStat { state: 'T', pgrp: 4242, start_time: 987_654 }));
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                state: 'T',
+                pgrp: 4242,
+                start_time: 987_654
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -1,0 +1,400 @@
+//! The HTTP/JSON API (DESIGN §3): the same routes on the TCP address (bearer token required) and
+//! on the Unix socket `data_dir/nm.sock` (mode 0600 in a 0700 directory: the file system is the
+//! credential).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nm_api::{
+    CommandQuery, CommandReply, ErrorBody, LogQuery, LogStream, NodeStatus, Role, ServerInfo,
+    ShutdownReply, ShutdownRequest,
+};
+use subtle::ConstantTimeEq;
+use supervisor_core::{
+    Accepted, Command, CommandError, ServerName, ServerState, ServerStatus, SupervisorHandle,
+};
+use tokio::sync::mpsc;
+
+use crate::logview;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: String,
+    pub(crate) pid: i32,
+    pub(crate) started_at: SystemTime,
+    pub(crate) data_dir: std::path::PathBuf,
+    pub(crate) listen: String,
+    pub(crate) sup: SupervisorHandle,
+    pub(crate) token: Arc<String>,
+    /// Asks main to shut down (after the reply is sent).
+    pub(crate) shutdown: mpsc::Sender<ShutdownRequest>,
+    pub(crate) shutdown_done:
+        Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownReply>>>>,
+}
+
+/// The routes; `authenticated` adds the bearer-token check (TCP).
+pub(crate) fn router(state: AppState, authenticated: bool) -> Router {
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/servers", get(list))
+        .route("/v1/servers/{name}", get(one))
+        .route("/v1/servers/{name}/log", get(server_log))
+        .route("/v1/servers/{name}/{command}", post(command))
+        .route("/v1/nm/log", get(nm_log))
+        .route("/v1/shutdown", post(shutdown))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            err(
+                StatusCode::NOT_FOUND,
+                "no such route (see docs/api.md)".into(),
+            )
+        });
+    let api = if authenticated {
+        api.layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            require_token,
+        ))
+    } else {
+        api
+    };
+    api.with_state(state)
+}
+
+/// 401 and no change unless `Authorization: Bearer TOKEN` matches (compared in constant time).
+async fn require_token(
+    State(token): State<Arc<String>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) && !token.is_empty() {
+        next.run(req).await
+    } else {
+        let mut resp = err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: missing or wrong API token".into(),
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        resp
+    }
+}
+
+fn err(status: StatusCode, error: String) -> Response {
+    (status, Json(ErrorBody { error })).into_response()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub(crate) fn server_info(s: &ServerStatus) -> ServerInfo {
+    ServerInfo {
+        name: s.view.name.to_string(),
+        state: s.view.state,
+        pid: s.pid,
+        restart_count: s.view.restart_count,
+        since: rfc3339(s.since),
+        reason: s.view.reason.clone(),
+        last_exit: s.view.last_exit.map(|e| e.to_string()),
+        health_failures: s.spec.health.as_ref().map(|_| s.view.health_failures),
+        command: s.spec.command.as_slice().to_vec(),
+        stdout_log: s.stdout_log.display().to_string(),
+        stderr_log: s.stderr_log.display().to_string(),
+    }
+}
+
+async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
+    let snap = st.sup.snapshot();
+    let mut servers = std::collections::BTreeMap::new();
+    for s in snap.servers.values() {
+        *servers.entry(s.view.state.as_str().to_owned()).or_insert(0) += 1;
+    }
+    let uptime = crate::wall_now()
+        .duration_since(st.started_at)
+        .unwrap_or_default();
+    Json(NodeStatus {
+        node: st.node.clone(),
+        pid: st.pid,
+        role: Role::Active,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: rfc3339(st.started_at),
+        uptime_secs: uptime.as_secs(),
+        data_dir: st.data_dir.display().to_string(),
+        listen: st.listen.clone(),
+        standby_pid: None,
+        takeovers: 0,
+        servers,
+    })
+}
+
+async fn list(State(st): State<AppState>) -> Json<Vec<ServerInfo>> {
+    Json(
+        st.sup
+            .snapshot()
+            .servers
+            .values()
+            .map(server_info)
+            .collect(),
+    )
+}
+
+/// An error answer: status and one line.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        err(self.0, self.1)
+    }
+}
+
+fn find(st: &AppState, name: &str) -> Result<ServerStatus, ApiError> {
+    let no = || ApiError(StatusCode::NOT_FOUND, format!("no server named {name:?}"));
+    let key = ServerName::new(name).map_err(|_| no())?;
+    st.sup.snapshot().servers.get(&key).cloned().ok_or_else(no)
+}
+
+async fn one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match find(&st, &name) {
+        Ok(s) => Json(server_info(&s)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn command(
+    State(st): State<AppState>,
+    Path((name, command)): Path<(String, String)>,
+    Query(q): Query<CommandQuery>,
+) -> Response {
+    let command = match command.as_str() {
+        "start" => Command::Start,
+        "stop" => Command::Stop,
+        "restart" => Command::Restart,
+        "kill" => Command::Kill,
+        "suspend" => Command::Suspend,
+        "resume" => Command::Resume,
+        other => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("no command {other:?}: use start, stop, restart, kill, suspend or resume"),
+            );
+        }
+    };
+    let before = match find(&st, &name) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let wait = match q.wait {
+        Some(w) if w.is_finite() && w > 0.0 => Some(Duration::from_secs_f64(w.min(3600.0))),
+        Some(w) if !w.is_finite() || w < 0.0 => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("bad wait {w}: give seconds >= 0"),
+            );
+        }
+        _ => None,
+    };
+    let mut watch = st.sup.subscribe();
+    let accepted = match st.sup.command(&name, command).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e @ CommandError::NoSuchServer(_))) => {
+            return err(StatusCode::NOT_FOUND, e.to_string());
+        }
+        Ok(Err(e)) => return err(StatusCode::CONFLICT, e.to_string()),
+        Err(_) => {
+            return err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "nm-daemon is shutting down".into(),
+            );
+        }
+    };
+    let key = before.view.name.clone();
+    let settled = |s: &ServerStatus| settled(command, before.view.generation, s);
+    let mut is_settled = accepted == Accepted::AlreadyDone;
+    if let (false, Some(wait)) = (is_settled, wait) {
+        let until = tokio::time::Instant::from_std(crate::now()) + wait;
+        loop {
+            if watch
+                .borrow_and_update()
+                .servers
+                .get(&key)
+                .is_some_and(&settled)
+            {
+                is_settled = true;
+                break;
+            }
+            match tokio::time::timeout_at(until, watch.changed()).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+    } else if !is_settled {
+        is_settled = st.sup.snapshot().servers.get(&key).is_some_and(&settled);
+    }
+    let server = match find(&st, &name) {
+        Ok(s) => server_info(&s),
+        Err(e) => return e.into_response(),
+    };
+    Json(CommandReply {
+        command,
+        changed: accepted == Accepted::Changed,
+        settled: is_settled,
+        server,
+    })
+    .into_response()
+}
+
+/// Whether a server has come to rest after `command` (issued when its generation was `gen0`).
+fn settled(command: Command, gen0: u64, s: &ServerStatus) -> bool {
+    use ServerState as St;
+    let state = s.view.state;
+    match command {
+        Command::Stop | Command::Kill => !state.has_process() && state != St::FailedRestarting,
+        Command::Suspend => state == St::Suspended || !state.has_process(),
+        Command::Resume => state != St::Suspended,
+        Command::Start => !matches!(
+            state,
+            St::Starting | St::FailedRestarting | St::ShuttingDown
+        ),
+        Command::Restart => {
+            s.view.generation > gen0
+                && !matches!(
+                    state,
+                    St::Starting | St::FailedRestarting | St::ShuttingDown
+                )
+        }
+    }
+}
+
+async fn server_log(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let s = match find(&st, &name) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let path = match q.stream {
+        LogStream::Stdout => s.stdout_log,
+        LogStream::Stderr => s.stderr_log,
+    };
+    logview::serve(path, q.tail, q.follow).await
+}
+
+#[derive(serde::Deserialize)]
+struct NmLogQuery {
+    #[serde(default)]
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    standby: bool,
+}
+
+async fn nm_log(State(st): State<AppState>, Query(q): Query<NmLogQuery>) -> Response {
+    if q.standby {
+        return err(
+            StatusCode::NOT_FOUND,
+            "this node manager has no standby (standby_port is not configured)".into(),
+        );
+    }
+    logview::serve(st.data_dir.join("nm.log"), q.tail, q.follow).await
+}
+
+async fn shutdown(State(st): State<AppState>, body: Option<Json<ShutdownRequest>>) -> Response {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let mut done = st.shutdown_done.lock().await;
+    let Some(rx) = done.take() else {
+        return err(
+            StatusCode::CONFLICT,
+            "nm-daemon is already shutting down".into(),
+        );
+    };
+    if st.shutdown.send(req).await.is_err() {
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nm-daemon is already shutting down".into(),
+        );
+    }
+    match rx.await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(_) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "shutdown did not report back".into(),
+        ),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct ServerLabel {
+        server: String,
+    }
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct StateLabel {
+        state: String,
+    }
+    let mut reg = prometheus_client::registry::Registry::with_prefix("nm");
+    let up = Family::<ServerLabel, Gauge>::default();
+    let restarts = Family::<ServerLabel, Gauge>::default();
+    let states = Family::<StateLabel, Gauge>::default();
+    for s in ServerState::ALL {
+        states
+            .get_or_create(&StateLabel {
+                state: s.as_str().to_owned(),
+            })
+            .set(0);
+    }
+    for s in st.sup.snapshot().servers.values() {
+        let l = ServerLabel {
+            server: s.view.name.to_string(),
+        };
+        up.get_or_create(&l)
+            .set(i64::from(s.view.state == ServerState::Running));
+        restarts
+            .get_or_create(&l)
+            .set(i64::from(s.view.restart_count));
+        states
+            .get_or_create(&StateLabel {
+                state: s.view.state.as_str().to_owned(),
+            })
+            .inc();
+    }
+    reg.register("server_up", "1 when the server is RUNNING", up);
+    reg.register(
+        "server_restarts",
+        "restarts by nm since the last operator start",
+        restarts,
+    );
+    reg.register("servers", "servers in each state", states);
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &reg) {
+        return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

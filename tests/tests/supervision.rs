@@ -296,3 +296,54 @@ fn reconfigure(node: Node, servers: &str) -> Node {
     std::fs::write(&node.config, text).unwrap();
     node
 }
+
+#[tokio::test]
+async fn a_server_runs_as_its_configured_user() {
+    let node = Node::start(
+        "[[server]]\nname = \"u\"\ncommand = [\"sleep\", \"1000\"]\nuser = \"nobody\"\n",
+    )
+    .await;
+    let pid = pid_of(
+        &node
+            .wait_server("u", "RUNNING", |s| s.state == St::Running)
+            .await,
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_owned();
+    let nobody = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2).map(str::to_owned))
+        .unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == nobody),
+        "{uid_line}"
+    );
+}
+
+#[tokio::test]
+async fn output_logs_rotate_by_size() {
+    let node = Node::start(
+        "[[server]]\nname = \"chatty\"\ncommand = [\"sh\", \"-c\", \"while :; do seq 1 2000; sleep 0.2; done\"]\n\
+         [server.log]\nmax_size = \"8KiB\"\nkeep = 2\n",
+    )
+    .await;
+    node.wait_server("chatty", "RUNNING", |s| s.state == St::Running)
+        .await;
+    let first = node.data_dir.join("logs/chatty.out.1");
+    let second = node.data_dir.join("logs/chatty.out.2");
+    wait_for("two rotations", || async {
+        (first.exists() && second.exists()).then_some(())
+    })
+    .await;
+    assert!(
+        !node.data_dir.join("logs/chatty.out.3").exists(),
+        "keep = 2"
+    );
+    assert!(std::fs::metadata(&first).unwrap().len() > 8 * 1024);
+}

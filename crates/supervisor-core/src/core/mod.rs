@@ -394,10 +394,9 @@ impl Supervisor {
                 restart_count,
                 detail,
             } => {
+                // the lock file stays: a server that gave up stays given up across daemon
+                // restarts, until an operator starts it
                 s.restart_count = restart_count;
-                self.actions.push_back(Action::RemoveLock {
-                    server: server.clone(),
-                });
                 Self::set_state(
                     s,
                     &mut self.events,

@@ -541,6 +541,12 @@ async fn run(
     status: watch::Sender<Arc<Snapshot>>,
 ) {
     let mut shutdown: Option<(oneshot::Sender<Stopped>, Stopped)> = None;
+    // Answers wait until the snapshot shows what the command did, so a caller that reads the
+    // snapshot after the answer never sees the state from before it.
+    let mut replies: Vec<(
+        oneshot::Sender<Result<Accepted, CommandError>>,
+        Result<Accepted, CommandError>,
+    )> = vec![];
     loop {
         // act on everything the core decided, feeding results back, then fire due timers
         loop {
@@ -560,8 +566,11 @@ async fn run(
             log_event(&ev);
             changed = true;
         }
-        if changed {
+        if changed || !replies.is_empty() {
             status.send_replace(Arc::new(exec.snapshot(&core)));
+        }
+        for (reply, result) in replies.drain(..) {
+            let _ = reply.send(result);
         }
         if let Some((_, stopped)) = &shutdown
             && core.servers().all(|v| !v.state.has_process())
@@ -582,7 +591,7 @@ async fn run(
             Some((server, generation, result)) = probes.recv() => core.on_probe(now(), &server, generation, result),
             req = requests.recv() => match req {
                 Some(Request::Command { server, command, reply }) => {
-                    let _ = reply.send(core.on_command(now(), &server, command));
+                    replies.push((reply, core.on_command(now(), &server, command)));
                 }
                 Some(Request::Shutdown { stop_servers, reply }) => {
                     let mut stopped = Stopped::default();

@@ -93,6 +93,8 @@ pub struct Stopped {
     pub left_running: Vec<String>,
 }
 
+type CommandResult = Result<Accepted, CommandError>;
+
 enum Request {
     Command {
         server: String,
@@ -543,10 +545,7 @@ async fn run(
     let mut shutdown: Option<(oneshot::Sender<Stopped>, Stopped)> = None;
     // Answers wait until the snapshot shows what the command did, so a caller that reads the
     // snapshot after the answer never sees the state from before it.
-    let mut replies: Vec<(
-        oneshot::Sender<Result<Accepted, CommandError>>,
-        Result<Accepted, CommandError>,
-    )> = vec![];
+    let mut replies: Vec<(oneshot::Sender<CommandResult>, CommandResult)> = vec![];
     loop {
         // act on everything the core decided, feeding results back, then fire due timers
         loop {

@@ -1,15 +1,18 @@
 //! Processes: spawn a server in its own session, watch it through a pidfd, signal its process
 //! group, reap it, and read its identity from `/proc`.
 //!
-//! The only `unsafe` of the crate lives here: `pre_exec(setsid)` and registering the pidfd with
-//! tokio's reactor.
+//! The only `unsafe` of the crate lives here: `posix_spawn` (or `pre_exec(setsid)`) and
+//! registering the pidfd with tokio's reactor.
 #![allow(unsafe_code)]
 
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -151,6 +154,10 @@ pub(crate) fn lookup_user(user: &str) -> io::Result<RunAs> {
 /// Starts `spec`'s command as the leader of a new session (so its group can be signalled as a
 /// whole and no terminal signal reaches it), with stdout and stderr opened on its log files by
 /// the kernel: no pipe through the daemon, so it keeps logging when the daemon is gone.
+///
+/// Without `user`, this is `posix_spawn` with `POSIX_SPAWN_SETSID`: glibc runs the child on the
+/// parent's memory until `exec` (`CLONE_VFORK`), so a restart does not pay for copying the
+/// daemon's page tables. With `user`, std's fork path sets the ids.
 pub(crate) fn spawn(
     spec: &ServerSpec,
     token: &str,
@@ -158,6 +165,10 @@ pub(crate) fn spawn(
     stderr: File,
     default_cwd: Option<&Path>,
 ) -> io::Result<Pid> {
+    let cwd = spec.cwd.as_deref().or(default_cwd);
+    if spec.user.is_none() {
+        return posix_spawn_setsid(spec, token, &stdout, &stderr, cwd);
+    }
     let mut cmd = std::process::Command::new(spec.command.program());
     cmd.args(spec.command.args())
         .envs(&spec.env)
@@ -167,7 +178,7 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    if let Some(cwd) = spec.cwd.as_deref().or(default_cwd) {
+    if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
     if let Some(user) = &spec.user {
@@ -186,6 +197,164 @@ pub(crate) fn spawn(
     let child = cmd.spawn()?;
     // Dropping a std Child neither waits nor kills: the process stays ours to reap via its pidfd.
     i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+}
+
+fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
+    CString::new(s).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in command, env or cwd",
+        )
+    })
+}
+
+/// The server's environment: the daemon's, plus its `env`, plus its name and token.
+fn server_env(spec: &ServerSpec, token: &str) -> Vec<(OsString, OsString)> {
+    let mut env: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    env.remove(OsStr::new("NOTIFY_SOCKET")); // systemd's socket is the daemon's, not the server's
+    for (k, v) in &spec.env {
+        env.insert(k.into(), v.into());
+    }
+    env.insert("NM_SERVER_NAME".into(), spec.name.as_str().into());
+    env.insert("NM_SERVER_TOKEN".into(), token.into());
+    env.into_iter().collect()
+}
+
+/// `program` as a path: as given if it has a `/`, else the first executable match in `PATH`.
+fn resolve_program(program: &str, path_var: Option<&OsStr>) -> io::Result<PathBuf> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path_var = path_var.unwrap_or_else(|| OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in std::env::split_paths(path_var) {
+        let candidate = dir.join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{program:?} not found in PATH"),
+    ))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+fn posix_spawn_setsid(
+    spec: &ServerSpec,
+    token: &str,
+    stdout: &File,
+    stderr: &File,
+    cwd: Option<&Path>,
+) -> io::Result<Pid> {
+    let env = server_env(spec, token);
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let program = cstring(
+        resolve_program(spec.command.program(), path_var)?
+            .into_os_string()
+            .into_vec(),
+    )?;
+    let argv: Vec<CString> = spec
+        .command
+        .as_slice()
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(kv)
+        })
+        .collect::<io::Result<_>>()?;
+    let cwd = cwd.map(|c| cstring(c.as_os_str().as_bytes())).transpose()?;
+    let mut argv_ptrs: Vec<*mut libc::c_char> =
+        argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut envp_ptrs: Vec<*mut libc::c_char> =
+        envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp_ptrs.push(std::ptr::null_mut());
+    let dev_null = c"/dev/null";
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file-actions and attribute objects are initialised before use and destroyed
+    // on every path; every pointer passed (program, argv, envp, cwd, /dev/null) points into a
+    // CString or Vec that outlives the call; argv and envp are NULL-terminated; the fds are
+    // open for the duration of the call (borrowed from the File arguments).
+    unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        check(libc::posix_spawn_file_actions_init(&mut fa))?;
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        if let Err(e) = check(libc::posix_spawnattr_init(&mut attr)) {
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            return Err(e);
+        }
+        let result = (|| {
+            check(libc::posix_spawn_file_actions_addopen(
+                &mut fa,
+                0,
+                dev_null.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
+            check(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                stdout.as_raw_fd(),
+                1,
+            ))?;
+            check(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                stderr.as_raw_fd(),
+                2,
+            ))?;
+            if let Some(cwd) = &cwd {
+                check(libc::posix_spawn_file_actions_addchdir_np(
+                    &mut fa,
+                    cwd.as_ptr(),
+                ))?;
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            // a clean signal state: nothing blocked, every disposition default (the daemon
+            // ignores SIGPIPE, which exec alone would pass on)
+            check(libc::posix_spawnattr_setsigmask(&mut attr, &empty))?;
+            check(libc::posix_spawnattr_setsigdefault(&mut attr, &all))?;
+            // libc types these flags c_short or c_int; their values (128 | 8 | 4) fit both
+            let flags = libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+                | libc::c_int::from(libc::POSIX_SPAWN_SETSIGMASK)
+                | libc::c_int::from(libc::POSIX_SPAWN_SETSIGDEF);
+            let flags = libc::c_short::try_from(flags)
+                .map_err(|_| io::Error::other("spawn flags out of range"))?;
+            check(libc::posix_spawnattr_setflags(&mut attr, flags))?;
+            check(libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &fa,
+                &attr,
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+            ))
+        })();
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        result?;
+    }
+    Ok(pid)
 }
 
 /// What `/proc/PID/stat` says about a process.
@@ -293,6 +462,53 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    fn reap(pid: Pid) {
+        let _ = rustix::process::kill_process(RPid::from_raw(pid).unwrap(), RSignal::KILL);
+        let _ =
+            rustix::process::waitpid(RPid::from_raw(pid), rustix::process::WaitOptions::empty());
+    }
+
+    #[test]
+    fn a_spawned_server_leads_its_own_session_with_a_clean_signal_state_and_its_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = File::create(tmp.path().join("out")).unwrap();
+        let err = File::create(tmp.path().join("err")).unwrap();
+        let mut spec = ServerSpec::new("t", &["sleep", "100"]).unwrap();
+        spec.env.insert("EXTRA".into(), "1".into());
+        spec.cwd = Some(tmp.path().to_owned());
+        let pid = spawn(&spec, "cafe", out, err, None).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(fields[2], pid.to_string(), "process group");
+        assert_eq!(fields[3], pid.to_string(), "session");
+        assert_eq!(proc_token(pid).as_deref(), Some("cafe"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ignored = status.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
+        let mask = u64::from_str_radix(ignored.trim_start_matches("SigIgn:").trim(), 16).unwrap();
+        // no standard signal ignored (SIGPIPE!); 32 and 33 are glibc's own real-time signals
+        assert_eq!(mask & 0x7fff_ffff, 0, "{ignored}"); // signals 1..=31
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        assert_eq!(cwd, tmp.path().canonicalize().unwrap());
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(environ.split(|&b| b == 0).any(|kv| kv == b"EXTRA=1"));
+        reap(pid);
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_not_a_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = ServerSpec::new("t", &["no-such-program-nm"]).unwrap();
+        let out = File::create(tmp.path().join("out")).unwrap();
+        let err = spawn(&spec, "x", out.try_clone().unwrap(), out, None).unwrap_err();
+        assert!(err.to_string().contains("not found in PATH"), "{err}");
+        let spec = ServerSpec::new("t", &["/nonexistent/prog"]).unwrap();
+        let out = File::create(tmp.path().join("out2")).unwrap();
+        let err = spawn(&spec, "x", out.try_clone().unwrap(), out, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
 
     #[test]

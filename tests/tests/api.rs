@@ -159,3 +159,22 @@ async fn metrics_are_served_as_prometheus_text() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("nm_server_up{server=\"a\"} 1"), "{resp}");
 }
+
+#[tokio::test]
+async fn a_misspelled_shutdown_request_is_refused_and_the_daemon_keeps_running() {
+    let node = Node::start(ONE).await;
+    node.wait_server("a", "RUNNING", |s| s.state == St::Running).await;
+    let body = "{\"stop_server\": true}";
+    let req = format!(
+        "POST /v1/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        node.token(),
+        body.len()
+    );
+    let resp = raw_http(&node.listen, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("unknown field"), "{resp}");
+    let status: NodeStatus = node.client().get("/v1/status").await.unwrap();
+    assert_eq!(status.pid, i32::try_from(node.daemon_pid().unwrap()).unwrap(), "still the same daemon");
+    assert_eq!(node.server("a").await.state, St::Running);
+}

@@ -347,3 +347,24 @@ async fn output_logs_rotate_by_size() {
     );
     assert!(std::fs::metadata(&first).unwrap().len() > 8 * 1024);
 }
+
+#[tokio::test]
+async fn a_descendant_that_left_the_process_group_is_swept_when_the_server_exits() {
+    let node = Node::configure("");
+    let esc = node.dir.path().join("escaped.pid");
+    let servers = format!(
+        "[[server]]\nname = \"esc\"\ncommand = [\"sh\", \"-c\", \"setsid sh -c 'echo $$ > {}; exec sleep 1000' & sleep 1000\"]\n",
+        esc.display()
+    );
+    let mut node = reconfigure(node, &servers);
+    node.start_daemon().await;
+    node.wait_server("esc", "RUNNING", |s| s.state == St::Running).await;
+    let escaped: i32 = wait_for("the escaped pid", || async {
+        std::fs::read_to_string(&esc).ok().and_then(|s| s.trim().parse().ok())
+    })
+    .await;
+    assert!(alive(escaped));
+    let reply = command(&node, "esc", "stop").await;
+    assert_eq!(reply.server.state, St::Shutdown);
+    wait_for("the escaped descendant to be gone", || async { (!alive(escaped)).then_some(()) }).await;
+}

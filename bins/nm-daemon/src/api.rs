@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -74,11 +75,13 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
+    // the scheme name is case-insensitive (RFC 9110 §11.1); the token is not
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) && !token.is_empty() {
         next.run(req).await
     } else {
@@ -178,8 +181,17 @@ async fn one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
 async fn command(
     State(st): State<AppState>,
     Path((name, command)): Path<(String, String)>,
-    Query(q): Query<CommandQuery>,
+    q: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("bad query: {}", e.body_text()),
+            );
+        }
+    };
     let command = match command.as_str() {
         "start" => Command::Start,
         "stop" => Command::Stop,
@@ -297,6 +309,7 @@ async fn server_log(
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NmLogQuery {
     #[serde(default)]
     tail: Option<usize>,
@@ -306,7 +319,19 @@ struct NmLogQuery {
     standby: bool,
 }
 
-async fn nm_log(State(st): State<AppState>, Query(q): Query<NmLogQuery>) -> Response {
+async fn nm_log(
+    State(st): State<AppState>,
+    q: Result<Query<NmLogQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("bad query: {}", e.body_text()),
+            );
+        }
+    };
     if q.standby {
         return err(
             StatusCode::NOT_FOUND,
@@ -316,8 +341,22 @@ async fn nm_log(State(st): State<AppState>, Query(q): Query<NmLogQuery>) -> Resp
     logview::serve(st.data_dir.join("nm.log"), q.tail, q.follow).await
 }
 
-async fn shutdown(State(st): State<AppState>, body: Option<Json<ShutdownRequest>>) -> Response {
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    // an empty body means the defaults; anything else must be a valid request (unknown fields
+    // refused), so a typo never shuts down with the wrong choice
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        ShutdownRequest::default()
+    } else {
+        match serde_json::from_slice::<ShutdownRequest>(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad shutdown request: {e}"),
+                );
+            }
+        }
+    };
     let mut done = st.shutdown_done.lock().await;
     let Some(rx) = done.take() else {
         return err(

@@ -65,7 +65,10 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
         pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
         started_at: crate::wall_now(),
         data_dir: cfg.data_dir.clone(),
-        listen: cfg.listen.to_string(),
+        // the bound address: `listen = "127.0.0.1:0"` shows the port it got
+        listen: tcp
+            .local_addr()
+            .map_or_else(|_| cfg.listen.to_string(), |a| a.to_string()),
         sup: sup.clone(),
         token: Arc::new(token),
         shutdown: shutdown_tx,

@@ -10,7 +10,7 @@
 //! | GET | `/v1/servers/{name}` | | [`ServerInfo`] |
 //! | POST | `/v1/servers/{name}/{command}` | `?wait=SECONDS` | [`CommandReply`] |
 //! | GET | `/v1/servers/{name}/log` | `?tail=N&stream=stdout\|stderr&follow=true` | text |
-//! | GET | `/v1/nm/log` | `?tail=N&follow=true` | text |
+//! | GET | `/v1/nm/log` | `?tail=N&follow=true&standby=true` | text |
 //! | POST | `/v1/shutdown` | [`ShutdownRequest`] | [`ShutdownReply`] |
 //! | GET | `/metrics` | | Prometheus text |
 //!
@@ -102,8 +102,10 @@ pub struct CommandReply {
     pub server: ServerInfo,
 }
 
-/// `POST /v1/shutdown` (stopNodeManager).
+/// `POST /v1/shutdown` (stopNodeManager). Unknown fields are refused, so a misspelled
+/// `stop_servers` never turns into "leave them running".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownRequest {
     /// Stop every server before the daemon exits (default: leave them running).
     #[serde(default)]
@@ -139,8 +141,9 @@ pub enum LogStream {
     Stderr,
 }
 
-/// Query of the log routes.
+/// Query of the server log route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Last N lines (default: all of the current file).
     #[serde(default)]
@@ -155,6 +158,7 @@ pub struct LogQuery {
 
 /// Query of the command route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommandQuery {
     /// Wait up to this many seconds for the server to settle (e.g. `RUNNING` after `start`,
     /// `SHUTDOWN` after `stop`). 0 or absent: answer at once.

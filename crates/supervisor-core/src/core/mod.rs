@@ -194,6 +194,9 @@ pub enum Recovered {
         suspended: bool,
         /// Restarts counted before the daemon died.
         restart_count: u32,
+        /// `false` when an operator stop was under way as the daemon died: the stop is finished,
+        /// never undone.
+        meant_to_run: bool,
     },
     /// The process of the lock file is gone (or was a stranger, or from another boot).
     Gone {
@@ -363,10 +366,30 @@ impl Supervisor {
                 pid,
                 suspended,
                 restart_count,
+                meant_to_run,
             } => {
                 s.generation += 1;
                 s.restart_count = restart_count;
                 s.start_kind = StartKind::Restart;
+                if !meant_to_run {
+                    s.state = if suspended {
+                        ServerState::Suspended
+                    } else {
+                        ServerState::Running
+                    };
+                    let why = format!(
+                        "adopted pid {pid}; finishing the operator stop the previous daemon began"
+                    );
+                    Self::stop(
+                        s,
+                        &mut self.actions,
+                        &mut self.events,
+                        now,
+                        Signal::Term,
+                        &why,
+                    );
+                    return;
+                }
                 let (state, why) = if suspended {
                     (
                         ServerState::Suspended,
@@ -488,7 +511,10 @@ impl Supervisor {
                 }
             }
             Command::Restart => {
-                if s.state.has_process() {
+                if s.state == St::ShuttingDown {
+                    // already stopping: start once it is down, without re-arming the SIGKILL
+                    s.start_after_stop = true;
+                } else if s.state.has_process() {
                     Self::stop(s, actions, events, now, Signal::Term, "operator restart");
                     s.start_after_stop = true;
                 } else {
@@ -507,7 +533,8 @@ impl Supervisor {
             }
             Command::Suspend => match s.state {
                 St::Suspended => Ok(Accepted::AlreadyDone),
-                St::Running | St::Starting | St::Failed => {
+                // not STARTING: a suspended start could never pass its first health check
+                St::Running | St::Failed => {
                     actions.push_back(Action::Signal {
                         server: name.clone(),
                         generation: s.generation,

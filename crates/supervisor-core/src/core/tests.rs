@@ -424,11 +424,45 @@ fn recovery_adopts_a_live_server_without_spawning() {
             pid: 42,
             suspended: false,
             restart_count: 1,
+            meant_to_run: true,
         },
     );
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Running);
     assert_eq!(sup.server(&name("web")).unwrap().restart_count, 1);
+}
+
+#[test]
+fn an_operator_stop_interrupted_by_the_daemons_death_is_finished_not_undone() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.stop_timeout = secs(5))]);
+    let adopted = Recovered::Adopted {
+        pid: 42,
+        suspended: true,
+        restart_count: 0,
+        meant_to_run: false,
+    };
+    sup.on_recovered(t0, &name("web"), adopted);
+    assert_eq!(state(&sup), ServerState::ShuttingDown);
+    let actions = drain(&mut sup);
+    assert!(actions.contains(&Action::Signal {
+        server: name("web"),
+        generation: 1,
+        signal: Signal::Cont
+    }));
+    assert!(actions.contains(&Action::Signal {
+        server: name("web"),
+        generation: 1,
+        signal: Signal::Term
+    }));
+    sup.on_exited(t0 + secs(1), &name("web"), 1, Exit::Unknown);
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    sup.on_timeout(t0 + secs(60));
+    assert!(
+        !drain(&mut sup)
+            .iter()
+            .any(|a| matches!(a, Action::Spawn { .. }))
+    );
 }
 
 #[test]
@@ -639,4 +673,50 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn restart_while_shutting_down_does_not_postpone_the_sigkill() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.stop_timeout = secs(5)));
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Stop),
+        Ok(Accepted::Changed)
+    );
+    let _ = drain(&mut sup);
+    assert_eq!(
+        sup.on_command(t0 + secs(4), "web", Command::Restart),
+        Ok(Accepted::Changed)
+    );
+    assert!(drain(&mut sup).is_empty(), "no second SIGTERM");
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(5)));
+    sup.on_timeout(t0 + secs(5));
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Signal {
+            server: name("web"),
+            generation: g,
+            signal: Signal::Kill
+        }]
+    );
+    sup.on_exited(t0 + secs(5), &name("web"), g, Exit::Signal(9));
+    assert_eq!(
+        state(&sup),
+        ServerState::Starting,
+        "started again once down"
+    );
+}
+
+#[test]
+fn a_starting_server_cannot_be_suspended() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
+    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    assert!(matches!(
+        sup.on_command(t0, "web", Command::Suspend),
+        Err(CommandError::NotNow { .. })
+    ));
+    assert_eq!(state(&sup), ServerState::Starting);
 }

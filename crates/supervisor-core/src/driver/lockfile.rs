@@ -59,7 +59,8 @@ impl LockDir {
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let dir = data_dir.join("servers");
-        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)?;
         Ok(Self { dir })
     }
 
@@ -167,6 +168,7 @@ impl LockDir {
                     pid: record.pid,
                     suspended,
                     restart_count,
+                    meant_to_run,
                 },
                 record: Some(record.clone()),
                 pidfd: Some(pidfd),

@@ -32,7 +32,8 @@ impl LogDir {
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let dir = data_dir.join("logs");
-        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)?;
         Ok(Self { dir })
     }
 

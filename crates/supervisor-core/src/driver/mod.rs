@@ -213,6 +213,7 @@ pub fn start(
         boot_id,
         procs: HashMap::new(),
         records: HashMap::new(),
+        sweeps: Vec::new(),
         exit_tx,
         probe_tx,
         clock: Clock {
@@ -319,6 +320,8 @@ struct Executor {
     boot_id: String,
     procs: HashMap<ServerName, Proc>,
     records: HashMap<ServerName, LockRecord>,
+    /// Start tokens of processes that just exited, to sweep for leftovers.
+    sweeps: Vec<(ServerName, String)>,
     exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
     probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
     clock: Clock,
@@ -495,16 +498,16 @@ impl Executor {
             let _ = process::signal_group(p.pgid, Signal::Kill);
             p.pidfd.reap()
         } else {
-            // Not our child: its parent may have reaped it and freed the group id, so find what
-            // is left by its start token instead.
-            if let Some(rec) = self.records.get(server) {
-                let n = process::kill_leftovers(&rec.token);
-                if n > 0 {
-                    tracing::info!(server = %server, killed = n, "killed processes left behind by the adopted server");
-                }
-            }
+            // Not our child: its parent may have reaped it and freed the group id, so only
+            // the token sweep below may find what is left.
             Exit::Unknown
         };
+        // Descendants that left the process group (setsid) or outlived an adopted leader still
+        // carry this start's token: sweep for them once the driver has acted (a restart is not
+        // held up by the /proc scan).
+        if let Some(rec) = self.records.get(server) {
+            self.sweeps.push((server.clone(), rec.token.clone()));
+        }
         self.procs.remove(server);
         Some(exit)
     }
@@ -559,6 +562,14 @@ async fn run(
                 Some(d) if d <= now() => core.on_timeout(now()),
                 _ => break,
             }
+        }
+        for (server, token) in exec.sweeps.drain(..) {
+            tokio::task::spawn_blocking(move || {
+                let n = process::kill_leftovers(&token);
+                if n > 0 {
+                    tracing::info!(server = %server, killed = n, "killed processes the server left behind");
+                }
+            });
         }
         let mut changed = false;
         while let Some(ev) = core.poll_event() {

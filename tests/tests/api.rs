@@ -163,7 +163,8 @@ async fn metrics_are_served_as_prometheus_text() {
 #[tokio::test]
 async fn a_misspelled_shutdown_request_is_refused_and_the_daemon_keeps_running() {
     let node = Node::start(ONE).await;
-    node.wait_server("a", "RUNNING", |s| s.state == St::Running).await;
+    node.wait_server("a", "RUNNING", |s| s.state == St::Running)
+        .await;
     let body = "{\"stop_server\": true}";
     let req = format!(
         "POST /v1/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {}\r\nContent-Type: application/json\r\n\
@@ -175,6 +176,44 @@ async fn a_misspelled_shutdown_request_is_refused_and_the_daemon_keeps_running()
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("unknown field"), "{resp}");
     let status: NodeStatus = node.client().get("/v1/status").await.unwrap();
-    assert_eq!(status.pid, i32::try_from(node.daemon_pid().unwrap()).unwrap(), "still the same daemon");
+    assert_eq!(
+        status.pid,
+        i32::try_from(node.daemon_pid().unwrap()).unwrap(),
+        "still the same daemon"
+    );
     assert_eq!(node.server("a").await.state, St::Running);
+}
+
+#[tokio::test]
+async fn commands_during_a_stopping_shutdown_are_refused_and_it_completes() {
+    let mut node = Node::start(
+        "[[server]]\nname = \"slow\"\ncommand = [\"sh\", \"-c\", \"trap '' TERM; sleep 1000 & wait\"]\nstop_timeout = \"2s\"\n\n\
+         [[server]]\nname = \"idle\"\ncommand = [\"sleep\", \"1000\"]\nauto_start = false\n",
+    )
+    .await;
+    node.wait_server("slow", "RUNNING", |s| s.state == St::Running)
+        .await;
+    let client = node.client();
+    let shutdown = tokio::spawn(async move {
+        client
+            .post::<_, nm_api::ShutdownReply>(
+                "/v1/shutdown",
+                &serde_json::json!({"stop_servers": true}),
+            )
+            .await
+    });
+    node.wait_server("slow", "SHUTTING_DOWN", |s| s.state == St::ShuttingDown)
+        .await;
+    let err = node
+        .client()
+        .post::<_, CommandReply>("/v1/servers/idle/start", &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { status: 503, .. }),
+        "{err:?}"
+    );
+    let reply = shutdown.await.unwrap().unwrap();
+    assert_eq!(reply.stopped, vec!["slow".to_owned()]);
+    assert!(node.wait_daemon_exit().await.success());
 }

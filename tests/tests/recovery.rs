@@ -108,17 +108,47 @@ async fn a_garbage_lock_file_is_reported_and_the_server_left_unknown() {
             .await,
     );
     node.kill9_daemon();
-    std::fs::write(
-        node.data_dir.join("servers/a.lock"),
-        b"{\"version\":1,\"ser",
-    )
-    .unwrap();
+    let lock = node.data_dir.join("servers/a.lock");
+    std::fs::write(&lock, b"{\"version\":1,\"ser").unwrap();
+    // twice: a second daemon start must not forget what the first could not trust
+    for _ in 0..2 {
+        node.start_daemon().await;
+        let info = node.server("a").await;
+        assert_eq!(info.state, St::Unknown, "{info:#?}");
+        assert!(info.reason.contains("unreadable"), "{}", info.reason);
+        assert!(lock.exists(), "the lock file is left in place");
+        assert!(alive(a), "an untrusted lock file leads to no signal");
+        node.kill9_daemon();
+    }
+}
+
+#[tokio::test]
+async fn a_live_process_whose_token_cannot_be_confirmed_is_neither_adopted_nor_doubled() {
+    let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
+    let a = pid_of(
+        &node
+            .wait_server("a", "RUNNING", |s| s.state == St::Running)
+            .await,
+    );
+    node.kill9_daemon();
+    // same pid, start time and group, another token: as if the server rewrote its environment
+    let lock = node.data_dir.join("servers/a.lock");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    record["token"] = "00000000000000000000000000000000".into();
+    std::fs::write(&lock, serde_json::to_vec(&record).unwrap()).unwrap();
     node.start_daemon().await;
     let info = node.server("a").await;
     assert_eq!(info.state, St::Unknown, "{info:#?}");
-    assert!(info.reason.contains("unreadable"), "{}", info.reason);
-    assert!(node.data_dir.join("servers/a.lock.corrupt").exists());
-    assert!(alive(a), "an untrusted lock file leads to no signal");
+    assert!(alive(a), "not signalled");
+    let copies = nm_tests::pids_with_env(&format!("NM_TEST_NODE={}", node.tag))
+        .into_iter()
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep"))
+        })
+        .count();
+    assert_eq!(copies, 1, "no second copy was started");
 }
 
 #[tokio::test]
@@ -161,4 +191,41 @@ async fn shutdown_with_stop_servers_stops_them_then_exits() {
     assert!(status.success());
     assert!(!alive(a));
     assert!(!node.data_dir.join("servers/a.lock").exists());
+}
+
+#[tokio::test]
+async fn the_restart_budget_survives_a_daemon_restart() {
+    let mut node =
+        Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\nrestart_max = 1\n")
+            .await;
+    let first = pid_of(
+        &node
+            .wait_server("a", "RUNNING", |s| s.state == St::Running)
+            .await,
+    );
+    kill9(first);
+    let second = pid_of(
+        &node
+            .wait_server("a", "restarted", |s| {
+                s.state == St::Running && s.pid != Some(first)
+            })
+            .await,
+    );
+    node.kill9_daemon();
+    node.start_daemon().await;
+    assert_eq!(
+        node.wait_server("a", "adopted", |s| s.state == St::Running)
+            .await
+            .pid,
+        Some(second)
+    );
+    kill9(second);
+    let info = node
+        .wait_server("a", "given up", |s| s.state == St::FailedNotRestartable)
+        .await;
+    assert!(
+        info.reason.contains("restart budget spent"),
+        "{}",
+        info.reason
+    );
 }

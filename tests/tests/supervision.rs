@@ -358,13 +358,19 @@ async fn a_descendant_that_left_the_process_group_is_swept_when_the_server_exits
     );
     let mut node = reconfigure(node, &servers);
     node.start_daemon().await;
-    node.wait_server("esc", "RUNNING", |s| s.state == St::Running).await;
+    node.wait_server("esc", "RUNNING", |s| s.state == St::Running)
+        .await;
     let escaped: i32 = wait_for("the escaped pid", || async {
-        std::fs::read_to_string(&esc).ok().and_then(|s| s.trim().parse().ok())
+        std::fs::read_to_string(&esc)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
     })
     .await;
     assert!(alive(escaped));
     let reply = command(&node, "esc", "stop").await;
     assert_eq!(reply.server.state, St::Shutdown);
-    wait_for("the escaped descendant to be gone", || async { (!alive(escaped)).then_some(()) }).await;
+    wait_for("the escaped descendant to be gone", || async {
+        (!alive(escaped)).then_some(())
+    })
+    .await;
 }

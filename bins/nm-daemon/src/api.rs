@@ -236,26 +236,28 @@ async fn command(
     };
     let key = before.view.name.clone();
     let settled = |s: &ServerStatus| settled(command, before.view.generation, s);
-    let mut is_settled = accepted == Accepted::AlreadyDone;
-    if let (false, Some(wait)) = (is_settled, wait) {
-        let until = tokio::time::Instant::from_std(crate::now()) + wait;
-        loop {
-            if watch
-                .borrow_and_update()
-                .servers
-                .get(&key)
-                .is_some_and(&settled)
-            {
-                is_settled = true;
-                break;
-            }
-            match tokio::time::timeout_at(until, watch.changed()).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
+    // The driver answers only after publishing the snapshot that shows the command's effect,
+    // so the snapshot seen now is never from before the command. `start` of a STARTING server
+    // is "already done" but still waits for RUNNING.
+    let mut is_settled = false;
+    let until = tokio::time::Instant::from_std(crate::now()) + wait.unwrap_or_default();
+    loop {
+        if watch
+            .borrow_and_update()
+            .servers
+            .get(&key)
+            .is_some_and(&settled)
+        {
+            is_settled = true;
+            break;
         }
-    } else if !is_settled {
-        is_settled = st.sup.snapshot().servers.get(&key).is_some_and(&settled);
+        if wait.is_none() {
+            break;
+        }
+        match tokio::time::timeout_at(until, watch.changed()).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
     }
     let server = match find(&st, &name) {
         Ok(s) => server_info(&s),
@@ -357,8 +359,8 @@ async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Respon
             }
         }
     };
-    let mut done = st.shutdown_done.lock().await;
-    let Some(rx) = done.take() else {
+    // take the receiver and let go of the lock at once: a second request gets 409, not a wait
+    let Some(rx) = st.shutdown_done.lock().await.take() else {
         return err(
             StatusCode::CONFLICT,
             "nm-daemon is already shutting down".into(),

@@ -28,6 +28,19 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
         .mode(0o700)
         .create(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    // It holds the API socket (no token needed there) and the token: only we may enter.
+    let mode = std::fs::metadata(&cfg.data_dir)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if mode != 0o700 {
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| {
+                format!(
+                    "cannot restrict data directory {} to mode 0700",
+                    cfg.data_dir.display()
+                )
+            })?;
+    }
     let _instance = lock_instance(&cfg.data_dir)?;
     let _log_guard = init_logging(&cfg)?;
     raise_nofile();

@@ -11,6 +11,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use inotify::{Inotify, WatchMask};
 
+/// The most a follow stream reads at once.
+const FOLLOW_CHUNK: u64 = 1 << 20;
+
 /// How much of a file `tail` reads back at most.
 const MAX_TAIL_BYTES: u64 = 16 << 20;
 
@@ -103,16 +106,19 @@ fn follow_stream(
         };
         let mut offset = offset;
         loop {
-            match read_from(&path, &mut offset) {
-                Ok(bytes) if !bytes.is_empty() => {
-                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                        return; // the client went away
+            // catch up in bounded chunks, then wait for the next write
+            loop {
+                match read_from(&path, &mut offset) {
+                    Ok(bytes) if bytes.is_empty() => break,
+                    Ok(bytes) => {
+                        if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                            return; // the client went away
+                        }
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 }
             }
             tokio::select! {
@@ -132,7 +138,8 @@ fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
     }
     f.seek(SeekFrom::Start(*offset))?;
     let mut buf = Vec::new();
-    f.take(len - *offset).read_to_end(&mut buf)?;
+    f.take((len - *offset).min(FOLLOW_CHUNK))
+        .read_to_end(&mut buf)?;
     *offset += buf.len() as u64;
     Ok(buf)
 }

@@ -434,6 +434,35 @@ impl Supervisor {
         }
     }
 
+    /// Restarts a previous daemon counted for `server`, as their age at `now`; call before
+    /// [`Supervisor::on_recovered`], so the restart budget carries over a daemon restart.
+    /// Unknown names are ignored.
+    pub fn on_restart_history(
+        &mut self,
+        now: Instant,
+        server: &ServerName,
+        ages: &[std::time::Duration],
+    ) {
+        if let Some(s) = self.servers.get_mut(server) {
+            s.policy.seed(
+                ages.iter()
+                    .filter_map(|&age| now.checked_sub(age))
+                    .collect(),
+            );
+        }
+    }
+
+    /// The restarts counted in `server`'s current window (what a lock file keeps), oldest first.
+    #[must_use]
+    pub fn restart_history(&self, server: &ServerName, now: Instant) -> Vec<Instant> {
+        self.servers.get(server).map_or_else(Vec::new, |s| {
+            s.policy
+                .restarts()
+                .filter(|&t| now.saturating_duration_since(t) < s.spec.restart_interval)
+                .collect()
+        })
+    }
+
     /// An operator's command. `Err` changes nothing.
     ///
     /// # Errors

@@ -67,6 +67,18 @@ impl RestartPolicy {
         }
     }
 
+    /// Adds restarts that happened before this policy existed (from a previous daemon's lock
+    /// file), oldest first, so a daemon restart does not hand out a fresh budget.
+    pub fn seed(&mut self, mut restarts: Vec<Instant>) {
+        restarts.sort();
+        self.restarts.extend(restarts);
+    }
+
+    /// The counted restarts, oldest first (some may lie in the window's past already).
+    pub fn restarts(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.restarts.iter().copied()
+    }
+
     /// Forgets every counted restart (an operator `start`).
     pub fn reset(&mut self) {
         self.restarts.clear();
@@ -151,6 +163,22 @@ mod tests {
         assert_eq!(
             RestartPolicy::new(true, 0, secs(60), secs(0)).on_exit(t0),
             GiveUp { exits_in_window: 1 }
+        );
+    }
+
+    #[test]
+    fn seeded_restarts_count_against_the_budget() {
+        let t0 = t0();
+        let mut p = RestartPolicy::new(true, 2, secs(60), secs(0));
+        p.seed(vec![t0 + secs(5), t0]);
+        assert_eq!(p.restarts().collect::<Vec<_>>(), vec![t0, t0 + secs(5)]);
+        assert_eq!(p.on_exit(t0 + secs(10)), GiveUp { exits_in_window: 3 });
+        assert_eq!(
+            p.on_exit(t0 + secs(61)),
+            RestartAt {
+                at: t0 + secs(61),
+                attempt: 2
+            }
         );
     }
 

@@ -720,3 +720,25 @@ fn a_starting_server_cannot_be_suspended() {
     ));
     assert_eq!(state(&sup), ServerState::Starting);
 }
+
+#[test]
+fn restart_history_from_a_previous_daemon_counts_against_the_budget() {
+    let t0 = t0() + secs(1000);
+    let mut sup = Supervisor::new(t0, [spec(|s| s.restart_max = 2)]);
+    sup.on_restart_history(t0, &name("web"), &[secs(30), secs(10)]);
+    assert_eq!(
+        sup.restart_history(&name("web"), t0),
+        vec![t0 - secs(30), t0 - secs(10)]
+    );
+    let found = Recovered::Gone {
+        meant_to_run: true,
+        restart_count: 2,
+        detail: "pid 9 is not running".into(),
+    };
+    sup.on_recovered(t0, &name("web"), found);
+    assert_eq!(
+        state(&sup),
+        ServerState::FailedNotRestartable,
+        "the budget was spent before the daemon restarted"
+    );
+}

@@ -20,14 +20,18 @@ use crate::spec::ServerName;
 const VERSION: u32 = 1;
 
 /// The content of `servers/NAME.lock`.
+///
+/// Unknown fields are ignored, so a field added later (with a default) keeps `version` 1 and an
+/// older daemon can still read the file; a change that older daemons must not misread bumps
+/// `version`, which they then treat as untrusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LockRecord {
     /// Format version (1).
     pub version: u32,
     /// The server's name.
     pub server: String,
-    /// The PID of its session leader.
+    /// The PID of its session leader; 0 in the record written just before the spawn, which
+    /// recovery resolves by searching for the token.
     pub pid: Pid,
     /// Its process group (the same as `pid`: each server leads its own session).
     pub pgid: Pid,
@@ -44,7 +48,15 @@ pub struct LockRecord {
     pub restart_count: u32,
     /// When it was started, for people (RFC 3339).
     pub started_at: String,
+    /// Restarts counted in its current restart window, as milliseconds since the Unix epoch
+    /// (the most recent [`MAX_RESTART_HISTORY`]), so the budget survives a daemon restart.
+    #[serde(default)]
+    pub restarts: Vec<u64>,
 }
+
+/// How many restart instants a lock file keeps: with a `restart_max` above it, a daemon restart
+/// forgets the oldest restarts of the window.
+pub const MAX_RESTART_HISTORY: usize = 1024;
 
 /// Where the lock files live: `DATA_DIR/servers`.
 #[derive(Debug, Clone)]
@@ -81,6 +93,19 @@ impl LockDir {
         write_atomic(&self.path(&name), &json)
     }
 
+    /// Writes `record` atomically but without `fsync`: it survives the daemon's death (the page
+    /// cache does), not the machine's — and a machine crash takes the processes with it. Used for
+    /// the record written just before a spawn, where an `fsync` would delay every restart.
+    ///
+    /// # Errors
+    /// Any I/O error; the previous version of the file is then still in place.
+    pub fn write_unsynced(&self, record: &LockRecord) -> io::Result<()> {
+        let name = ServerName::new(record.server.as_str())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        write_file(&self.path(&name), &json, false)
+    }
+
     /// Removes the lock file of `server` (and makes the removal durable). A missing file is fine.
     ///
     /// # Errors
@@ -114,8 +139,9 @@ impl LockDir {
     }
 
     /// Crash recovery for `server`: reads its lock file and decides what the process it names is.
-    /// An unreadable lock file is moved aside to `NAME.lock.corrupt` (kept for the operator) and
-    /// reported as [`Recovered::Untrusted`]. Returns the pidfd of an adopted process.
+    /// An unreadable lock file is left in place and reported as [`Recovered::Untrusted`] at every
+    /// daemon start until an operator starts or stops the server (which replaces or removes it).
+    /// Returns the pidfd of an adopted process.
     pub fn recover(&self, server: &ServerName, boot_id: &str) -> Recovery {
         let path = self.path(server);
         let bytes = match std::fs::read(&path) {
@@ -162,6 +188,20 @@ impl LockDir {
         if record.boot_id != boot_id {
             return gone(format!("pid {} was started before this boot", record.pid));
         }
+        let mut record = record.clone();
+        if record.pid == 0 {
+            // the daemon died between recording a start and learning its PID: find the session
+            // leader that carries this start's token
+            let Some(pid) = process::find_leader_by_token(&record.token) else {
+                return gone("its last start was recorded but no process of it runs".to_owned());
+            };
+            let Ok(stat) = process::proc_stat(pid) else {
+                return gone("its last start was recorded but no process of it runs".to_owned());
+            };
+            record.pid = pid;
+            record.pgid = pid;
+            record.start_time = stat.start_time;
+        }
         match verify(&record) {
             Ok((pidfd, suspended)) => Recovery {
                 found: Recovered::Adopted {
@@ -170,25 +210,35 @@ impl LockDir {
                     restart_count,
                     meant_to_run,
                 },
-                record: Some(record.clone()),
+                record: Some(record),
                 pidfd: Some(pidfd),
             },
-            Err(detail) => gone(detail),
+            Err(Mismatch::Stranger(detail)) => gone(detail),
+            Err(Mismatch::Unsure(detail)) => Recovery::plain(Recovered::Untrusted {
+                detail: format!("{detail}; {LEFT_ALONE}"),
+            }),
         }
     }
 
-    fn untrusted(&self, server: &ServerName, detail: String) -> Recovery {
-        let path = self.path(server);
-        let aside = self.dir.join(format!("{server}.lock.corrupt"));
-        let detail = match std::fs::rename(&path, &aside) {
-            Ok(()) => format!(
-                "{detail}; moved to {}; not trusted: start the server by hand once you know it is not running",
-                aside.display()
-            ),
-            Err(e) => format!("{detail}; could not move it aside: {e}"),
-        };
-        Recovery::plain(Recovered::Untrusted { detail })
+    fn untrusted(&self, _server: &ServerName, detail: String) -> Recovery {
+        Recovery::plain(Recovered::Untrusted {
+            detail: format!("{detail}; {LEFT_ALONE}"),
+        })
     }
+}
+
+/// What an operator reads about a server nm cannot vouch for.
+const LEFT_ALONE: &str = "not trusted, nothing signalled, nothing started: the server is UNKNOWN until an operator \
+     starts it (once sure it is not running) or stops it";
+
+/// Why a lock record's process is not adopted.
+enum Mismatch {
+    /// Dead, or surely another process (start time or group differ): the server's own process is
+    /// gone.
+    Stranger(String),
+    /// Same start time and group, but the token cannot be confirmed (overwritten or unreadable
+    /// environment): most likely ours. Neither adopted nor restarted beside it.
+    Unsure(String),
 }
 
 /// What recovery found for one server, with what the driver needs to keep watching it.
@@ -216,40 +266,47 @@ impl Recovery {
 /// leads its own group, carries the same token. The pidfd is opened first, so the process the
 /// checks read is the one it pins; a process that died or was replaced during the checks fails
 /// them. On failure the process is never signalled.
-fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), String> {
+fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), Mismatch> {
     let pid = record.pid;
-    let pidfd = PidFd::open(pid).map_err(|_| format!("pid {pid} is not running"))?;
-    let stat = process::proc_stat(pid).map_err(|_| format!("pid {pid} is not running"))?;
+    let gone = || Mismatch::Stranger(format!("pid {pid} is not running"));
+    let pidfd = PidFd::open(pid).map_err(|_| gone())?;
+    let stat = process::proc_stat(pid).map_err(|_| gone())?;
     if stat.state == 'Z' || stat.state == 'X' {
-        return Err(format!("pid {pid} is not running (zombie)"));
+        return Err(Mismatch::Stranger(format!(
+            "pid {pid} is not running (zombie)"
+        )));
     }
     if stat.start_time != record.start_time {
-        return Err(format!(
+        return Err(Mismatch::Stranger(format!(
             "pid {pid} is another process (start time {} != {}): left alone",
             stat.start_time, record.start_time
-        ));
+        )));
     }
     if stat.pgrp != record.pgid {
-        return Err(format!(
+        return Err(Mismatch::Stranger(format!(
             "pid {pid} is another process (process group {} != {}): left alone",
             stat.pgrp, record.pgid
-        ));
+        )));
     }
     match process::proc_token(pid) {
         Some(t) if t == record.token => {}
         Some(_) => {
-            return Err(format!(
-                "pid {pid} is another process (token differs): left alone"
-            ));
+            return Err(Mismatch::Unsure(format!(
+                "pid {pid} has the recorded start time and process group but another NM_SERVER_TOKEN \
+                 (did it rewrite its environment?)"
+            )));
         }
         None => {
-            return Err(format!(
-                "pid {pid} is another process (no readable NM_SERVER_TOKEN): left alone"
-            ));
+            return Err(Mismatch::Unsure(format!(
+                "pid {pid} has the recorded start time and process group but its NM_SERVER_TOKEN \
+                 cannot be read"
+            )));
         }
     }
     if pidfd.has_exited() {
-        return Err(format!("pid {pid} exited during recovery"));
+        return Err(Mismatch::Stranger(format!(
+            "pid {pid} exited during recovery"
+        )));
     }
     Ok((pidfd, stat.state == 'T'))
 }
@@ -260,6 +317,10 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), String> 
 /// # Errors
 /// Any I/O error; the old file is then untouched (a stray temporary file may remain).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, bytes, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
@@ -275,10 +336,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    if durable { sync_dir(dir) } else { Ok(()) }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -294,19 +357,21 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_lock_is_nothing_and_garbage_is_untrusted_and_moved_aside() {
+    fn a_missing_lock_is_nothing_and_garbage_is_untrusted_and_left_in_place() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = LockDir::open(tmp.path()).unwrap();
         assert_eq!(dir.recover(&name("a"), "boot").found, Recovered::Nothing);
         std::fs::write(dir.path(&name("a")), b"{\"version\": 1, \"serv").unwrap();
-        let r = dir.recover(&name("a"), "boot");
-        assert!(
-            matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")),
-            "{:?}",
-            r.found
-        );
-        assert!(!dir.path(&name("a")).exists());
-        assert!(tmp.path().join("servers/a.lock.corrupt").exists());
+        for _ in 0..2 {
+            // every daemon start sees it again: never forgotten, never trusted
+            let r = dir.recover(&name("a"), "boot");
+            assert!(
+                matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")),
+                "{:?}",
+                r.found
+            );
+            assert!(dir.path(&name("a")).exists());
+        }
         std::fs::write(dir.path(&name("b")), b"").unwrap();
         assert!(
             matches!(dir.recover(&name("b"), "boot").found, Recovered::Untrusted { detail } if detail.contains("empty"))
@@ -325,7 +390,38 @@ mod tests {
             meant_to_run: true,
             restart_count: 2,
             started_at: "2026-01-01T00:00:00Z".into(),
+            restarts: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn a_start_recorded_without_a_pid_is_found_by_its_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        let spec = crate::spec::ServerSpec::new("a", &["sleep", "100"]).unwrap();
+        let out = std::fs::File::create(tmp.path().join("out")).unwrap();
+        let pid = process::spawn(&spec, "0123abcd", out.try_clone().unwrap(), out, None).unwrap();
+        let boot = process::boot_id().unwrap();
+        dir.write_unsynced(&record(0, 0, "0123abcd", &boot))
+            .unwrap();
+        let r = dir.recover(&name("a"), &boot);
+        assert!(
+            matches!(r.found, Recovered::Adopted { pid: p, .. } if p == pid),
+            "{:?}",
+            r.found
+        );
+        assert_eq!(r.record.as_ref().map(|r| r.pid), Some(pid));
+        process::signal_group(pid, crate::core::Signal::Kill).unwrap();
+        process::reap_blocking(pid);
+        dir.write_unsynced(&record(0, 0, "0123abcd", &boot))
+            .unwrap();
+        assert!(matches!(
+            dir.recover(&name("a"), &boot).found,
+            Recovered::Gone {
+                meant_to_run: true,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{Inotify, WatchDescriptor, WatchMask};
 use tokio::sync::mpsc;
 
 use crate::spec::{LogSpec, ServerName};
@@ -129,29 +129,10 @@ async fn run(inotify: Inotify, mut rx: mpsc::UnboundedReceiver<(PathBuf, LogSpec
     };
     let mut files: HashMap<WatchDescriptor, (PathBuf, LogSpec)> = HashMap::new();
     let (rearm_tx, mut rearm_rx) = mpsc::unbounded_channel::<(PathBuf, LogSpec)>();
-    let arm = |watches: &mut Watches,
-               files: &mut HashMap<WatchDescriptor, (PathBuf, LogSpec)>,
-               path: PathBuf,
-               spec: LogSpec| {
-        if let Err(e) = append(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot create log file");
-        }
-        if let Err(e) = rotate_if_needed(&path, &spec) {
-            tracing::warn!(path = %path.display(), error = %e, "log rotation failed");
-        }
-        match watches.add(&path, WatchMask::MODIFY | WatchMask::ONESHOT) {
-            Ok(wd) => {
-                files.insert(wd, (path, spec));
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot watch log file for rotation")
-            }
-        }
-    };
     loop {
-        tokio::select! {
-            Some((path, spec)) = rx.recv() => arm(&mut watches, &mut files, path, spec),
-            Some((path, spec)) = rearm_rx.recv() => arm(&mut watches, &mut files, path, spec),
+        let (path, spec) = tokio::select! {
+            Some(entry) = rx.recv() => entry,
+            Some(entry) = rearm_rx.recv() => entry,
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     // one-shot: the watch is gone; re-arm after a pause so a chatty server
@@ -163,6 +144,7 @@ async fn run(inotify: Inotify, mut rx: mpsc::UnboundedReceiver<(PathBuf, LogSpec
                             let _ = tx.send(entry);
                         });
                     }
+                    continue;
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "inotify failed; log rotation stops");
@@ -171,6 +153,24 @@ async fn run(inotify: Inotify, mut rx: mpsc::UnboundedReceiver<(PathBuf, LogSpec
                 None => return,
             },
             else => return,
+        };
+        // the copy of a large log is blocking work: keep it off the runtime's thread
+        let job = {
+            let (path, spec) = (path.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || {
+                append(&path).and_then(|_| rotate_if_needed(&path, &spec))
+            })
+        };
+        if let Ok(Err(e)) = job.await {
+            tracing::warn!(path = %path.display(), error = %e, "log rotation failed");
+        }
+        match watches.add(&path, WatchMask::MODIFY | WatchMask::ONESHOT) {
+            Ok(wd) => {
+                files.insert(wd, (path, spec));
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch log file for rotation");
+            }
         }
     }
 }

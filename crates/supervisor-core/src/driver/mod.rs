@@ -201,6 +201,7 @@ pub fn start(
     let locks = LockDir::open(&config.data_dir).map_err(dd)?;
     let logs = LogDir::open(&config.data_dir).map_err(dd)?;
     let boot_id = process::boot_id().map_err(DriverError::BootId)?;
+    process::ensure_sigchld_not_ignored();
     let rotator = Rotator::start().map_err(DriverError::Inotify)?;
     let t0 = now();
     let mut core = Supervisor::new(t0, config.servers.iter().cloned());
@@ -238,6 +239,15 @@ pub fn start(
         if let (Some(pidfd), Some(record)) = (rec.pidfd, rec.record.clone()) {
             exec.watch(name.clone(), 1, record.pid, record.pgid, pidfd, false);
         }
+        if let (Recovered::Gone { .. }, Some(record)) = (&rec.found, rec.record.as_ref())
+            && record.boot_id == exec.boot_id
+        {
+            // its leader is gone; anything that still carries its start token is left over
+            let n = process::kill_leftovers(&record.token);
+            if n > 0 {
+                tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
+            }
+        }
         if let Some(record) = rec.record {
             exec.records.insert(name.clone(), record);
         }
@@ -263,14 +273,22 @@ pub fn start(
                 ..
             } => {
                 tracing::warn!(server = %name, meant_to_run, "{detail}");
-                if let Some(rec) = exec.records.get(name).filter(|r| r.boot_id == exec.boot_id) {
-                    let n = process::kill_leftovers(&rec.token);
-                    if n > 0 {
-                        tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
-                    }
-                }
             }
             Recovered::Untrusted { detail } => tracing::error!(server = %name, "{detail}"),
+        }
+        if let Some(rec) = exec.records.get(name) {
+            let wall = exec.clock.wall(t0);
+            let ages: Vec<std::time::Duration> = rec
+                .restarts
+                .iter()
+                .map(|&ms| {
+                    wall.duration_since(
+                        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                    )
+                    .unwrap_or_default()
+                })
+                .collect();
+            core.on_restart_history(t0, name, &ages);
         }
         exec.rotator.watch(exec.logs.stdout(name), spec.log.clone());
         exec.rotator.watch(exec.logs.stderr(name), spec.log.clone());
@@ -309,7 +327,12 @@ struct Clock {
 
 impl Clock {
     fn wall(&self, at: Instant) -> SystemTime {
-        self.wall0 + at.saturating_duration_since(self.t0)
+        if at >= self.t0 {
+            self.wall0 + (at - self.t0)
+        } else {
+            // instants before the daemon started (restarts seeded from a lock file)
+            self.wall0 - (self.t0 - at)
+        }
     }
 }
 
@@ -337,7 +360,15 @@ impl Executor {
                 restart_count,
             } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let pid = self.spawn(&spec, *generation, *restart_count)?;
+                let history: Vec<u64> = core
+                    .restart_history(server, now())
+                    .into_iter()
+                    .rev()
+                    .take(lockfile::MAX_RESTART_HISTORY)
+                    .rev()
+                    .map(|t| unix_ms(self.clock.wall(t)))
+                    .collect();
+                let pid = self.spawn(&spec, *generation, *restart_count, history)?;
                 core.on_spawned(now(), server, *generation, pid);
                 Ok(())
             }
@@ -393,6 +424,7 @@ impl Executor {
         spec: &ServerSpec,
         generation: Generation,
         restart_count: u32,
+        restarts: Vec<u64>,
     ) -> Result<Pid, String> {
         let name = &spec.name;
         let token =
@@ -401,33 +433,58 @@ impl Executor {
             .logs
             .open_for_child(name)
             .map_err(|e| format!("cannot open log {}: {e}", self.logs.stdout(name).display()))?;
+        // Record the start before it happens, with its token but no PID yet: if the daemon dies
+        // before the full record below is written, recovery finds the process by its token
+        // instead of starting a second copy. Not fsync'd (the page cache outlives the daemon; a
+        // machine crash takes the process with it), so a restart does not wait for the disk.
+        let mut record = LockRecord {
+            version: 1,
+            server: name.to_string(),
+            pid: 0,
+            pgid: 0,
+            start_time: 0,
+            boot_id: self.boot_id.clone(),
+            token: token.clone(),
+            meant_to_run: true,
+            restart_count,
+            started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
+            restarts,
+        };
+        self.locks.write_unsynced(&record).map_err(|e| {
+            format!(
+                "cannot record the start in {}: {e}",
+                self.locks.path(name).display()
+            )
+        })?;
+        self.records.insert(name.clone(), record.clone());
         let pid = process::spawn(spec, &token, out, err, None)
             .map_err(|e| format!("executing {:?}: {e}", spec.command.program()))?;
         // The child is unreaped until we reap it, so this pidfd is surely its.
         let pidfd = match PidFd::open(pid) {
             Ok(fd) => fd,
             Err(e) => {
+                // without a pidfd it cannot be watched: kill it and reap it here (no zombie)
                 let _ = process::signal_group(pid, Signal::Kill);
+                process::reap_blocking(pid);
                 return Err(format!("pidfd_open({pid}): {e}"));
             }
         };
-        let start_time = process::proc_stat(pid).map(|s| s.start_time).unwrap_or(0);
-        self.watch(name.clone(), generation, pid, pid, pidfd, true);
-        let record = LockRecord {
-            version: 1,
-            server: name.to_string(),
-            pid,
-            pgid: pid,
-            start_time,
-            boot_id: self.boot_id.clone(),
-            token,
-            meant_to_run: true,
-            restart_count,
-            started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
+        let start_time = match process::proc_stat(pid) {
+            Ok(st) => st.start_time,
+            Err(e) => {
+                // without its start time it could never be adopted again: do not run it
+                let _ = process::signal_group(pid, Signal::Kill);
+                process::reap_blocking(pid);
+                return Err(format!("reading /proc/{pid}/stat: {e}"));
+            }
         };
+        self.watch(name.clone(), generation, pid, pid, pidfd, true);
+        record.pid = pid;
+        record.pgid = pid;
+        record.start_time = start_time;
         if let Err(e) = self.locks.write(&record) {
-            // The server runs, but a crash of the daemon now would lose track of it: say so.
-            tracing::error!(server = %name, error = %e, "cannot write lock file; crash recovery will not find this process");
+            // The start record (token, no PID) stays in place: recovery would still find it.
+            tracing::error!(server = %name, error = %e, "cannot complete the lock file; crash recovery will search for the process by its token");
         }
         self.records.insert(name.clone(), record);
         Ok(pid)
@@ -601,8 +658,15 @@ async fn run(
             Some((server, generation, result)) = probes.recv() => core.on_probe(now(), &server, generation, result),
             req = requests.recv() => match req {
                 Some(Request::Command { server, command, reply }) => {
-                    replies.push((reply, core.on_command(now(), &server, command)));
+                    if shutdown.is_some() {
+                        // stopping everything: a new start would keep the shutdown waiting
+                        // forever. Dropping the reply answers `Gone`.
+                        drop(reply);
+                    } else {
+                        replies.push((reply, core.on_command(now(), &server, command)));
+                    }
                 }
+                Some(Request::Shutdown { reply, .. }) if shutdown.is_some() => drop(reply), // one at a time
                 Some(Request::Shutdown { stop_servers, reply }) => {
                     let mut stopped = Stopped::default();
                     for v in core.servers().collect::<Vec<_>>() {
@@ -655,6 +719,11 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The driver's one clock read: tokio's, so paused-time tests control it.

@@ -357,6 +357,11 @@ fn posix_spawn_setsid(
     Ok(pid)
 }
 
+/// Waits for our child `pid` to exit and reaps it (after it was killed).
+pub(crate) fn reap_blocking(pid: Pid) {
+    let _ = rustix::process::waitpid(RPid::from_raw(pid), rustix::process::WaitOptions::empty());
+}
+
 /// What `/proc/PID/stat` says about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {
@@ -430,6 +435,37 @@ pub(crate) fn kill_leftovers(token: &str) -> usize {
         }
     }
     killed
+}
+
+/// The session leader whose environment carries `NM_SERVER_TOKEN=token`, if one runs: the
+/// process a start recorded without its PID became. A one-off scan of `/proc`.
+pub(crate) fn find_leader_by_token(token: &str) -> Option<Pid> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+        .find(|&pid| {
+            proc_stat(pid).is_ok_and(|st| st.pgrp == pid && st.state != 'Z')
+                && proc_token(pid).as_deref() == Some(token)
+        })
+}
+
+/// Makes sure exits of our children are reported to us. A daemon started with SIGCHLD ignored
+/// (inherited across exec) would have its children reaped by the kernel at once, and then a
+/// zombie would no longer hold a server's group id while nm signals the group. Only an ignored
+/// disposition is changed: a handler someone installed (tokio's) is left alone.
+pub(crate) fn ensure_sigchld_not_ignored() {
+    // SAFETY: sigaction with a null new action only reads the current disposition into `old`;
+    // setting SIG_DFL installs no handler code. Both are plain syscalls on valid pointers.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+        {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut());
+        }
+    }
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).

@@ -229,3 +229,45 @@ async fn the_restart_budget_survives_a_daemon_restart() {
         info.reason
     );
 }
+
+#[tokio::test]
+async fn a_start_whose_record_was_never_written_is_found_by_its_reserved_token() {
+    let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
+    let a = pid_of(
+        &node
+            .wait_server("a", "RUNNING", |s| s.state == St::Running)
+            .await,
+    );
+    node.kill9_daemon();
+    kill9(a);
+    // as if the daemon had spawned the next start and died before writing its record: a session
+    // leader carrying the token the lock file reserved for that start
+    let lock = node.data_dir.join("servers/a.lock");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    let reserved = record["next_token"].as_str().unwrap().to_owned();
+    assert_eq!(reserved.len(), 32);
+    let mut next = std::process::Command::new("setsid")
+        .args(["sleep", "1000"])
+        .env("NM_SERVER_TOKEN", &reserved)
+        .env("NM_TEST_NODE", &node.tag)
+        .spawn()
+        .unwrap();
+    let next_pid = i32::try_from(next.id()).unwrap();
+    wait_for("the session leader", || async {
+        std::fs::read_to_string(format!("/proc/{next_pid}/stat"))
+            .ok()
+            .filter(|s| s.contains("sleep"))
+            .map(drop)
+    })
+    .await;
+    node.start_daemon().await;
+    let info = node
+        .wait_server("a", "adopted", |s| s.state == St::Running)
+        .await;
+    assert_eq!(
+        info.pid,
+        Some(next_pid),
+        "adopted by its reserved token, no second copy: {info:#?}"
+    );
+    assert_eq!(next.try_wait().unwrap(), None);
+}

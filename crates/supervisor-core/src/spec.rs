@@ -197,6 +197,14 @@ pub struct ServerSpec {
 impl ServerSpec {
     /// A spec with every default, running `command`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut web = supervisor_core::ServerSpec::new("web", &["python3", "-m", "http.server"]).unwrap();
+    /// assert_eq!((web.restart_max, web.restart_interval), (2, Duration::from_secs(3600))); // WebLogic's
+    /// web.restart_delay = Duration::from_secs(5);
+    /// assert!(supervisor_core::ServerSpec::new("bad name", &["x"]).is_err());
+    /// ```
+    ///
     /// # Errors
     /// When the name or command is invalid.
     pub fn new(name: &str, command: &[&str]) -> Result<Self, SpecError> {

@@ -30,8 +30,7 @@ pub struct LockRecord {
     pub version: u32,
     /// The server's name.
     pub server: String,
-    /// The PID of its session leader; 0 in the record written just before the spawn, which
-    /// recovery resolves by searching for the token.
+    /// The PID of its session leader; 0 in the record written before a server's first start.
     pub pid: Pid,
     /// Its process group (the same as `pid`: each server leads its own session).
     pub pgid: Pid,
@@ -39,8 +38,14 @@ pub struct LockRecord {
     pub start_time: u64,
     /// `/proc/sys/kernel/random/boot_id` when it was started.
     pub boot_id: String,
-    /// The random token it got as `NM_SERVER_TOKEN`.
+    /// The random token it got as `NM_SERVER_TOKEN` (empty before the first start).
     pub token: String,
+    /// The token reserved for the server's *next* start, durable before that start happens: if
+    /// the daemon dies after a spawn but before the spawn's own record is written, recovery
+    /// finds the process by this token instead of starting a second copy — and no restart waits
+    /// for a disk write.
+    #[serde(default)]
+    pub next_token: String,
     /// Whether it should run if the daemon dies now: false once an operator stopped it or its
     /// restarts gave up.
     pub meant_to_run: bool,
@@ -91,19 +96,6 @@ impl LockDir {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
         write_atomic(&self.path(&name), &json)
-    }
-
-    /// Writes `record` atomically but without `fsync`: it survives the daemon's death (the page
-    /// cache does), not the machine's — and a machine crash takes the processes with it. Used for
-    /// the record written just before a spawn, where an `fsync` would delay every restart.
-    ///
-    /// # Errors
-    /// Any I/O error; the previous version of the file is then still in place.
-    pub fn write_unsynced(&self, record: &LockRecord) -> io::Result<()> {
-        let name = ServerName::new(record.server.as_str())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        write_file(&self.path(&name), &json, false)
     }
 
     /// Removes the lock file of `server` (and makes the removal durable). A missing file is fine.
@@ -189,41 +181,50 @@ impl LockDir {
             return gone(format!("pid {} was started before this boot", record.pid));
         }
         let mut record = record.clone();
-        if record.pid == 0 {
-            // the daemon died between recording a start and learning its PID: find the session
-            // leader that carries this start's token
-            let Some(pid) = process::find_leader_by_token(&record.token) else {
-                return gone("its last start was recorded but no process of it runs".to_owned());
-            };
-            let Ok(stat) = process::proc_stat(pid) else {
-                return gone("its last start was recorded but no process of it runs".to_owned());
-            };
+        let mut detail = "its last start was recorded but no process of it runs".to_owned();
+        if record.pid != 0 {
+            match verify(&record) {
+                Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
+                Err(Mismatch::Unsure(d)) => return self.untrusted(server, d),
+                Err(Mismatch::Stranger(d)) => detail = d,
+            }
+        }
+        // A start after this record was written, whose own record never reached the disk, runs
+        // under the token this record reserved for it.
+        if let Some(pid) = process::find_leader_by_token(&record.next_token)
+            && let Ok(stat) = process::proc_stat(pid)
+        {
             record.pid = pid;
             record.pgid = pid;
             record.start_time = stat.start_time;
+            record.token = std::mem::take(&mut record.next_token);
+            match verify(&record) {
+                Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
+                Err(Mismatch::Unsure(d)) => return self.untrusted(server, d),
+                Err(Mismatch::Stranger(d)) => detail = d,
+            }
         }
-        match verify(&record) {
-            Ok((pidfd, suspended)) => Recovery {
-                found: Recovered::Adopted {
-                    pid: record.pid,
-                    suspended,
-                    restart_count,
-                    meant_to_run,
-                },
-                record: Some(record),
-                pidfd: Some(pidfd),
-            },
-            Err(Mismatch::Stranger(detail)) => gone(detail),
-            Err(Mismatch::Unsure(detail)) => Recovery::plain(Recovered::Untrusted {
-                detail: format!("{detail}; {LEFT_ALONE}"),
-            }),
-        }
+        gone(detail)
     }
 
+    #[allow(clippy::unused_self)] // a method beside recover() for reading order
     fn untrusted(&self, _server: &ServerName, detail: String) -> Recovery {
         Recovery::plain(Recovered::Untrusted {
             detail: format!("{detail}; {LEFT_ALONE}"),
         })
+    }
+}
+
+fn adopted(record: LockRecord, pidfd: std::sync::Arc<PidFd>, suspended: bool) -> Recovery {
+    Recovery {
+        found: Recovered::Adopted {
+            pid: record.pid,
+            suspended,
+            restart_count: record.restart_count,
+            meant_to_run: record.meant_to_run,
+        },
+        record: Some(record),
+        pidfd: Some(pidfd),
     }
 }
 
@@ -317,10 +318,6 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), Mismatch
 /// # Errors
 /// Any I/O error; the old file is then untouched (a stray temporary file may remain).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_file(path, bytes, true)
-}
-
-fn write_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
@@ -336,12 +333,10 @@ fn write_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
-    if durable {
-        f.sync_all()?;
-    }
+    f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    if durable { sync_dir(dir) } else { Ok(()) }
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -391,30 +386,46 @@ mod tests {
             restart_count: 2,
             started_at: "2026-01-01T00:00:00Z".into(),
             restarts: vec![],
+            next_token: String::new(),
         }
     }
 
     #[tokio::test]
-    async fn a_start_recorded_without_a_pid_is_found_by_its_token() {
+    async fn a_start_whose_record_never_reached_the_disk_is_found_by_its_reserved_token() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = LockDir::open(tmp.path()).unwrap();
         let spec = crate::spec::ServerSpec::new("a", &["sleep", "100"]).unwrap();
         let out = std::fs::File::create(tmp.path().join("out")).unwrap();
         let pid = process::spawn(&spec, "0123abcd", out.try_clone().unwrap(), out, None).unwrap();
         let boot = process::boot_id().unwrap();
-        dir.write_unsynced(&record(0, 0, "0123abcd", &boot))
-            .unwrap();
+        // the last durable record: an earlier, dead start that reserved "0123abcd" for the next
+        let mut rec = record(999_999, 5, "old", &boot);
+        rec.next_token = "0123abcd".into();
+        dir.write(&rec).unwrap();
         let r = dir.recover(&name("a"), &boot);
         assert!(
             matches!(r.found, Recovered::Adopted { pid: p, .. } if p == pid),
             "{:?}",
             r.found
         );
-        assert_eq!(r.record.as_ref().map(|r| r.pid), Some(pid));
+        let adopted = r.record.unwrap();
+        assert_eq!(
+            (
+                adopted.pid,
+                adopted.token.as_str(),
+                adopted.next_token.as_str()
+            ),
+            (pid, "0123abcd", "")
+        );
+        // the same before a first start (pid 0)
+        let mut first = record(0, 0, "", &boot);
+        first.next_token = "0123abcd".into();
+        dir.write(&first).unwrap();
+        assert!(
+            matches!(dir.recover(&name("a"), &boot).found, Recovered::Adopted { pid: p, .. } if p == pid)
+        );
         process::signal_group(pid, crate::core::Signal::Kill).unwrap();
         process::reap_blocking(pid);
-        dir.write_unsynced(&record(0, 0, "0123abcd", &boot))
-            .unwrap();
         assert!(matches!(
             dir.recover(&name("a"), &boot).found,
             Recovered::Gone {

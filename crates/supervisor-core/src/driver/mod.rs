@@ -188,6 +188,30 @@ impl SupervisorHandle {
 /// Starts the driver on the current tokio runtime: creates the data directories, runs crash
 /// recovery for every server, then starts what should run.
 ///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use supervisor_core::{Command, ServerSpec, ServerState, SupervisorConfig, driver};
+///
+/// let data = tempfile::tempdir()?;
+/// let spec = ServerSpec::new("sleeper", &["sleep", "60"])?;
+/// let (sup, task) = driver::start(SupervisorConfig {
+///     data_dir: data.path().to_owned(),
+///     crash_recovery: true,
+///     servers: vec![Arc::new(spec)],
+/// })?;
+/// // every change publishes a snapshot: wait on a condition, not on time
+/// let mut snapshots = sup.subscribe();
+/// snapshots.wait_for(|s| s.servers.values().all(|v| v.view.state == ServerState::Running)).await?;
+/// sup.command("sleeper", Command::Stop).await??;
+/// snapshots.wait_for(|s| s.servers.values().all(|v| v.view.state == ServerState::Shutdown)).await?;
+/// sup.shutdown(false).await?; // nothing runs any more
+/// task.await?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// See [`DriverError`]; nothing was started.
 pub fn start(
@@ -242,8 +266,10 @@ pub fn start(
         if let (Recovered::Gone { .. }, Some(record)) = (&rec.found, rec.record.as_ref())
             && record.boot_id == exec.boot_id
         {
-            // its leader is gone; anything that still carries its start token is left over
-            let n = process::kill_leftovers(&record.token);
+            // its leader is gone; anything that still carries its start token (or the token of
+            // a later start that died before its record was written) is left over
+            let n = process::kill_leftovers(&record.token)
+                + process::kill_leftovers(&record.next_token);
             if n > 0 {
                 tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
             }
@@ -427,16 +453,21 @@ impl Executor {
         restarts: Vec<u64>,
     ) -> Result<Pid, String> {
         let name = &spec.name;
-        let token =
-            process::new_token().map_err(|e| format!("no randomness for the server token: {e}"))?;
+        let new_token =
+            || process::new_token().map_err(|e| format!("no randomness for the server token: {e}"));
         let (out, err) = self
             .logs
             .open_for_child(name)
             .map_err(|e| format!("cannot open log {}: {e}", self.logs.stdout(name).display()))?;
-        // Record the start before it happens, with its token but no PID yet: if the daemon dies
-        // before the full record below is written, recovery finds the process by its token
-        // instead of starting a second copy. Not fsync'd (the page cache outlives the daemon; a
-        // machine crash takes the process with it), so a restart does not wait for the disk.
+        // The token of this start must be on disk before the spawn, so that a daemon dying
+        // right after it cannot leave a process that recovery does not know (a second copy would
+        // follow). The previous start's lock file reserved it already (`next_token`, fsync'd
+        // then, off this path); only a start without one writes a reservation first.
+        let reserved = self
+            .records
+            .get(name)
+            .map(|r| r.next_token.clone())
+            .filter(|t| !t.is_empty());
         let mut record = LockRecord {
             version: 1,
             server: name.to_string(),
@@ -444,19 +475,27 @@ impl Executor {
             pgid: 0,
             start_time: 0,
             boot_id: self.boot_id.clone(),
-            token: token.clone(),
+            token: String::new(),
+            next_token: String::new(),
             meant_to_run: true,
             restart_count,
             started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
             restarts,
         };
-        self.locks.write_unsynced(&record).map_err(|e| {
-            format!(
-                "cannot record the start in {}: {e}",
-                self.locks.path(name).display()
-            )
-        })?;
-        self.records.insert(name.clone(), record.clone());
+        let token = match reserved {
+            Some(token) => token,
+            None => {
+                record.next_token = new_token()?;
+                self.locks.write(&record).map_err(|e| {
+                    format!(
+                        "cannot record the start in {}: {e}",
+                        self.locks.path(name).display()
+                    )
+                })?;
+                self.records.insert(name.clone(), record.clone());
+                std::mem::take(&mut record.next_token)
+            }
+        };
         let pid = process::spawn(spec, &token, out, err, None)
             .map_err(|e| format!("executing {:?}: {e}", spec.command.program()))?;
         // The child is unreaped until we reap it, so this pidfd is surely its.
@@ -482,9 +521,13 @@ impl Executor {
         record.pid = pid;
         record.pgid = pid;
         record.start_time = start_time;
+        record.token = token;
+        record.next_token = new_token().unwrap_or_default();
         if let Err(e) = self.locks.write(&record) {
-            // The start record (token, no PID) stays in place: recovery would still find it.
-            tracing::error!(server = %name, error = %e, "cannot complete the lock file; crash recovery will search for the process by its token");
+            // The previous record, which reserved this start's token, stays in place: recovery
+            // still finds the process. Its reservation is used up, so the next start writes one.
+            tracing::error!(server = %name, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
+            record.next_token.clear();
         }
         self.records.insert(name.clone(), record);
         Ok(pid)

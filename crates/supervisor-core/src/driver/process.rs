@@ -406,6 +406,9 @@ pub(crate) fn proc_token(pid: Pid) -> Option<String> {
 /// each match is pinned with a pidfd and checked again before the signal. Returns how many were
 /// killed. A one-off scan of `/proc`, not a polling loop.
 pub(crate) fn kill_leftovers(token: &str) -> usize {
+    if token.is_empty() {
+        return 0; // no start behind it: never match processes by an empty token
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -440,6 +443,9 @@ pub(crate) fn kill_leftovers(token: &str) -> usize {
 /// The session leader whose environment carries `NM_SERVER_TOKEN=token`, if one runs: the
 /// process a start recorded without its PID became. A one-off scan of `/proc`.
 pub(crate) fn find_leader_by_token(token: &str) -> Option<Pid> {
+    if token.is_empty() {
+        return None;
+    }
     let dir = std::fs::read_dir("/proc").ok()?;
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())

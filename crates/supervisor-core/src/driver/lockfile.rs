@@ -60,8 +60,8 @@ pub struct LockRecord {
 }
 
 /// How many restart instants a lock file keeps: with a `restart_max` above it, a daemon restart
-/// forgets the oldest restarts of the window.
-pub const MAX_RESTART_HISTORY: usize = 1024;
+/// forgets the oldest restarts of the window (a budget that large is not about a few restarts).
+pub const MAX_RESTART_HISTORY: usize = 64;
 
 /// Where the lock files live: `DATA_DIR/servers`.
 #[derive(Debug, Clone)]
@@ -94,7 +94,8 @@ impl LockDir {
     pub fn write(&self, record: &LockRecord) -> io::Result<()> {
         let name = ServerName::new(record.server.as_str())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        let mut json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        json.push(b'\n');
         write_atomic(&self.path(&name), &json)
     }
 

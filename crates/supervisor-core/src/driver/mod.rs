@@ -386,7 +386,9 @@ impl Executor {
                 restart_count,
             } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let history: Vec<u64> = core
+                let (pid, mut record) = self.spawn(&spec, *generation, *restart_count)?;
+                // the child is on its way: the bookkeeping below is off the restart's path
+                record.restarts = core
                     .restart_history(server, now())
                     .into_iter()
                     .rev()
@@ -394,7 +396,14 @@ impl Executor {
                     .rev()
                     .map(|t| unix_ms(self.clock.wall(t)))
                     .collect();
-                let pid = self.spawn(&spec, *generation, *restart_count, history)?;
+                if let Err(e) = self.locks.write(&record) {
+                    // The previous record, which reserved this start's token, stays in place:
+                    // recovery still finds the process. Its reservation is used up, so the next
+                    // start writes one.
+                    tracing::error!(server = %server, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
+                    record.next_token.clear();
+                }
+                self.records.insert(server.clone(), record);
                 core.on_spawned(now(), server, *generation, pid);
                 Ok(())
             }
@@ -450,8 +459,7 @@ impl Executor {
         spec: &ServerSpec,
         generation: Generation,
         restart_count: u32,
-        restarts: Vec<u64>,
-    ) -> Result<Pid, String> {
+    ) -> Result<(Pid, LockRecord), String> {
         let name = &spec.name;
         let new_token =
             || process::new_token().map_err(|e| format!("no randomness for the server token: {e}"));
@@ -480,7 +488,7 @@ impl Executor {
             meant_to_run: true,
             restart_count,
             started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
-            restarts,
+            restarts: Vec::new(),
         };
         let token = match reserved {
             Some(token) => token,
@@ -523,14 +531,7 @@ impl Executor {
         record.start_time = start_time;
         record.token = token;
         record.next_token = new_token().unwrap_or_default();
-        if let Err(e) = self.locks.write(&record) {
-            // The previous record, which reserved this start's token, stays in place: recovery
-            // still finds the process. Its reservation is used up, so the next start writes one.
-            tracing::error!(server = %name, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
-            record.next_token.clear();
-        }
-        self.records.insert(name.clone(), record);
-        Ok(pid)
+        Ok((pid, record))
     }
 
     fn watch(
@@ -664,11 +665,17 @@ async fn run(
             }
         }
         for (server, token) in exec.sweeps.drain(..) {
-            tokio::task::spawn_blocking(move || {
-                let n = process::kill_leftovers(&token);
-                if n > 0 {
-                    tracing::info!(server = %server, killed = n, "killed processes the server left behind");
-                }
+            // a moment later, so the /proc scan does not compete with a replacement's start for
+            // the CPU (what it looks for is outside the group and already orphaned)
+            tokio::spawn(async move {
+                tokio::time::sleep(SWEEP_AFTER).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    let n = process::kill_leftovers(&token);
+                    if n > 0 {
+                        tracing::info!(server = %server, killed = n, "killed processes the server left behind");
+                    }
+                })
+                .await;
             });
         }
         let mut changed = false;
@@ -763,6 +770,9 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// How long after an exit the token sweep runs.
+const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)

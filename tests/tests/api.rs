@@ -217,3 +217,30 @@ async fn commands_during_a_stopping_shutdown_are_refused_and_it_completes() {
     assert_eq!(reply.stopped, vec!["slow".to_owned()]);
     assert!(node.wait_daemon_exit().await.success());
 }
+
+#[tokio::test]
+async fn a_bad_query_is_a_json_400_and_changes_nothing() {
+    let node = Node::start(ONE).await;
+    let before = node
+        .wait_server("a", "RUNNING", |s| s.state == St::Running)
+        .await;
+    for path in [
+        "/v1/servers/a/log?tial=5",
+        "/v1/servers/a/stop?wait=soon",
+        "/v1/nm/log?tail=x",
+    ] {
+        let method = if path.contains("/stop") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            node.token()
+        );
+        let resp = raw_http(&node.listen, &req).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{path}: {resp}");
+        assert!(resp.contains("{\"error\":\"bad query"), "{path}: {resp}");
+    }
+    assert_eq!(node.server("a").await.pid, before.pid, "nothing changed");
+}

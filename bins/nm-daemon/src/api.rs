@@ -101,6 +101,13 @@ fn err(status: StatusCode, error: String) -> Response {
     (status, Json(ErrorBody { error })).into_response()
 }
 
+fn bad_query(e: &QueryRejection) -> Response {
+    err(
+        StatusCode::BAD_REQUEST,
+        format!("bad query: {}", e.body_text()),
+    )
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -185,12 +192,7 @@ async fn command(
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("bad query: {}", e.body_text()),
-            );
-        }
+        Err(e) => return bad_query(&e),
     };
     let command = match command.as_str() {
         "start" => Command::Start,
@@ -297,8 +299,12 @@ fn settled(command: Command, gen0: u64, s: &ServerStatus) -> bool {
 async fn server_log(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<LogQuery>,
+    q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let s = match find(&st, &name) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -327,12 +333,7 @@ async fn nm_log(
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("bad query: {}", e.body_text()),
-            );
-        }
+        Err(e) => return bad_query(&e),
     };
     if q.standby {
         return err(

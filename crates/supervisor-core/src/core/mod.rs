@@ -496,9 +496,7 @@ impl Supervisor {
                     Ok(Accepted::Changed)
                 }
                 St::Shutdown | St::FailedRestarting | St::FailedNotRestartable | St::Unknown => {
-                    s.policy.reset();
-                    s.restart_count = 0;
-                    Self::spawn(s, actions, events, now, StartKind::Fresh, "operator start");
+                    Self::operator_start(s, actions, events, now, "operator start");
                     Ok(Accepted::Changed)
                 }
             },
@@ -547,16 +545,7 @@ impl Supervisor {
                     Self::stop(s, actions, events, now, Signal::Term, "operator restart");
                     s.start_after_stop = true;
                 } else {
-                    s.policy.reset();
-                    s.restart_count = 0;
-                    Self::spawn(
-                        s,
-                        actions,
-                        events,
-                        now,
-                        StartKind::Fresh,
-                        "operator restart",
-                    );
+                    Self::operator_start(s, actions, events, now, "operator restart");
                 }
                 Ok(Accepted::Changed)
             }
@@ -648,8 +637,6 @@ impl Supervisor {
                 s.timer = None;
                 if s.start_after_stop {
                     s.start_after_stop = false;
-                    s.policy.reset();
-                    s.restart_count = 0;
                     Self::set_state(
                         s,
                         events,
@@ -657,14 +644,7 @@ impl Supervisor {
                         ServerState::Shutdown,
                         &format!("stopped ({exit})"),
                     );
-                    Self::spawn(
-                        s,
-                        actions,
-                        events,
-                        now,
-                        StartKind::Fresh,
-                        "operator restart",
-                    );
+                    Self::operator_start(s, actions, events, now, "operator restart");
                 } else {
                     actions.push_back(Action::RemoveLock {
                         server: server.clone(),
@@ -948,6 +928,19 @@ impl Supervisor {
             restart_count: s.restart_count,
         });
         Self::set_state(s, events, now, ServerState::Starting, why);
+    }
+
+    /// An operator's start: a fresh restart budget, and an exit during startup is a failed start.
+    fn operator_start(
+        s: &mut Server,
+        actions: &mut VecDeque<Action>,
+        events: &mut VecDeque<Event>,
+        now: Instant,
+        why: &str,
+    ) {
+        s.policy.reset();
+        s.restart_count = 0;
+        Self::spawn(s, actions, events, now, StartKind::Fresh, why);
     }
 
     fn stop(

@@ -390,17 +390,20 @@ impl Supervisor {
                     );
                     return;
                 }
-                let (state, why) = if suspended {
-                    (
-                        ServerState::Suspended,
-                        format!("adopted pid {pid} (stopped)"),
-                    )
+                if suspended {
+                    let why = format!("adopted pid {pid} (stopped)");
+                    Self::set_state(s, &mut self.events, now, ServerState::Suspended, &why);
+                } else if let Some(start_timeout) = s.spec.health.as_ref().map(|h| h.start_timeout)
+                {
+                    // RUNNING only after a good health check, adopted or not; a failing one is
+                    // a failed restart (start_kind), answered by the restart policy
+                    let why = format!("adopted pid {pid}; waiting for a good health check");
+                    Self::set_state(s, &mut self.events, now, ServerState::Starting, &why);
+                    s.timer = Some((now + start_timeout, Timer::StartTimeout));
+                    s.next_probe = Some(now);
                 } else {
-                    (ServerState::Running, format!("adopted pid {pid}"))
-                };
-                Self::set_state(s, &mut self.events, now, state, &why);
-                if state == ServerState::Running {
-                    Self::schedule_probe(s, now);
+                    let why = format!("adopted pid {pid}");
+                    Self::set_state(s, &mut self.events, now, ServerState::Running, &why);
                 }
             }
             Recovered::Gone {

@@ -742,3 +742,33 @@ fn restart_history_from_a_previous_daemon_counts_against_the_budget() {
         "the budget was spent before the daemon restarted"
     );
 }
+
+#[test]
+fn an_adopted_server_with_a_health_check_is_running_only_after_a_good_probe() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
+    let adopted = Recovered::Adopted {
+        pid: 42,
+        suspended: false,
+        restart_count: 0,
+        meant_to_run: true,
+    };
+    sup.on_recovered(t0, &name("web"), adopted);
+    assert_eq!(state(&sup), ServerState::Starting);
+    assert!(
+        sup.server(&name("web"))
+            .unwrap()
+            .reason
+            .contains("adopted pid 42")
+    );
+    sup.on_timeout(t0);
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::Probe {
+            server: name("web"),
+            generation: 1
+        }]
+    );
+    sup.on_probe(t0, &name("web"), 1, ProbeResult::Healthy);
+    assert_eq!(state(&sup), ServerState::Running);
+}

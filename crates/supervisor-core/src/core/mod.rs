@@ -458,12 +458,9 @@ impl Supervisor {
     /// The restarts counted in `server`'s current window (what a lock file keeps), oldest first.
     #[must_use]
     pub fn restart_history(&self, server: &ServerName, now: Instant) -> Vec<Instant> {
-        self.servers.get(server).map_or_else(Vec::new, |s| {
-            s.policy
-                .restarts()
-                .filter(|&t| now.saturating_duration_since(t) < s.spec.restart_interval)
-                .collect()
-        })
+        self.servers
+            .get(server)
+            .map_or_else(Vec::new, |s| s.policy.in_window(now).collect())
     }
 
     /// An operator's command. `Err` changes nothing.

@@ -74,23 +74,17 @@ impl RestartPolicy {
         self.restarts.extend(restarts);
     }
 
-    /// The counted restarts, oldest first (some may lie in the window's past already).
-    pub fn restarts(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.restarts.iter().copied()
+    /// The restarts counted in the window ending at `now`, oldest first.
+    pub fn in_window(&self, now: Instant) -> impl Iterator<Item = Instant> + '_ {
+        self.restarts
+            .iter()
+            .copied()
+            .filter(move |&t| now.saturating_duration_since(t) < self.window)
     }
 
     /// Forgets every counted restart (an operator `start`).
     pub fn reset(&mut self) {
         self.restarts.clear();
-    }
-
-    /// Restarts counted in the window ending at `now`.
-    #[must_use]
-    pub fn restarts_in_window(&self, now: Instant) -> usize {
-        self.restarts
-            .iter()
-            .filter(|&&t| now.saturating_duration_since(t) < self.window)
-            .count()
     }
 
     fn forget_before(&mut self, now: Instant) {
@@ -171,7 +165,14 @@ mod tests {
         let t0 = t0();
         let mut p = RestartPolicy::new(true, 2, secs(60), secs(0));
         p.seed(vec![t0 + secs(5), t0]);
-        assert_eq!(p.restarts().collect::<Vec<_>>(), vec![t0, t0 + secs(5)]);
+        assert_eq!(
+            p.in_window(t0 + secs(10)).collect::<Vec<_>>(),
+            vec![t0, t0 + secs(5)]
+        );
+        assert_eq!(
+            p.in_window(t0 + secs(62)).collect::<Vec<_>>(),
+            vec![t0 + secs(5)]
+        );
         assert_eq!(p.on_exit(t0 + secs(10)), GiveUp { exits_in_window: 3 });
         assert_eq!(
             p.on_exit(t0 + secs(61)),

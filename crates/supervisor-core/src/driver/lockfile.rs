@@ -75,10 +75,9 @@ impl LockDir {
     /// # Errors
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let dir = data_dir.join("servers");
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir: super::private_dir(data_dir, "servers")?,
+        })
     }
 
     /// The lock file of `server`.
@@ -157,7 +156,7 @@ impl LockDir {
                     r.server,
                     r.version
                 );
-                return self.untrusted(server, detail);
+                return untrusted(detail);
             }
             Err(e) => {
                 let what = if bytes.is_empty() {
@@ -165,7 +164,7 @@ impl LockDir {
                 } else {
                     format!("unreadable ({e})")
                 };
-                return self.untrusted(server, format!("lock file {} is {what}", path.display()));
+                return untrusted(format!("lock file {} is {what}", path.display()));
             }
         };
         let (meant_to_run, restart_count) = (record.meant_to_run, record.restart_count);
@@ -186,7 +185,7 @@ impl LockDir {
         if record.pid != 0 {
             match verify(&record) {
                 Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
-                Err(Mismatch::Unsure(d)) => return self.untrusted(server, d),
+                Err(Mismatch::Unsure(d)) => return untrusted(d),
                 Err(Mismatch::Stranger(d)) => detail = d,
             }
         }
@@ -201,19 +200,18 @@ impl LockDir {
             record.token = std::mem::take(&mut record.next_token);
             match verify(&record) {
                 Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
-                Err(Mismatch::Unsure(d)) => return self.untrusted(server, d),
+                Err(Mismatch::Unsure(d)) => return untrusted(d),
                 Err(Mismatch::Stranger(d)) => detail = d,
             }
         }
         gone(detail)
     }
+}
 
-    #[allow(clippy::unused_self)] // a method beside recover() for reading order
-    fn untrusted(&self, _server: &ServerName, detail: String) -> Recovery {
-        Recovery::plain(Recovered::Untrusted {
-            detail: format!("{detail}; {LEFT_ALONE}"),
-        })
-    }
+fn untrusted(detail: String) -> Recovery {
+    Recovery::plain(Recovered::Untrusted {
+        detail: format!("{detail}; {LEFT_ALONE}"),
+    })
 }
 
 fn adopted(record: LockRecord, pidfd: std::sync::Arc<PidFd>, suspended: bool) -> Recovery {

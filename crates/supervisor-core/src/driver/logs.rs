@@ -26,15 +26,14 @@ pub struct LogDir {
 }
 
 impl LogDir {
-    /// Uses (and creates) `data_dir/logs`.
+    /// Uses (and creates, mode 0700) `data_dir/logs`.
     ///
     /// # Errors
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let dir = data_dir.join("logs");
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir: super::private_dir(data_dir, "logs")?,
+        })
     }
 
     /// `logs/NAME.out`.

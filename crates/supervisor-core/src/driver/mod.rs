@@ -771,6 +771,17 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Creates `data_dir/name` (mode 0700 when new) and returns its path.
+fn private_dir(data_dir: &std::path::Path, name: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = data_dir.join(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    Ok(dir)
+}
+
 /// How long after an exit the token sweep runs.
 const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 

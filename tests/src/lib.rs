@@ -78,24 +78,41 @@ impl Node {
         let data_dir = dir.path().join("data");
         let listen = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("nm.toml");
-        let text = format!(
-            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\n{servers}\n",
-            data_dir.display()
-        );
-        std::fs::write(&config, text).expect("write config");
         let tag = dir
             .path()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Self {
+        let node = Self {
             dir,
             config,
             data_dir,
             listen,
             tag,
             daemon: None,
-        }
+        };
+        node.write_config(servers);
+        node
+    }
+
+    /// (Re)writes `nm.toml` with `servers` (TOML `[[server]]` tables); takes effect at the next
+    /// daemon start.
+    pub fn write_config(&self, servers: &str) {
+        let text = format!(
+            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n\n{servers}\n",
+            self.data_dir.display(),
+            self.listen
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Waits until `name` is RUNNING and returns its PID.
+    pub async fn running_pid(&self, name: &str) -> i32 {
+        pid_of(
+            &self
+                .wait_server(name, "RUNNING", |s| s.state == nm_api::ServerState::Running)
+                .await,
+        )
     }
 
     /// Starts `nm-daemon --config` and waits until its socket answers.
@@ -283,6 +300,12 @@ where
         assert!(Instant::now() < end, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// SIGKILL of `pid` (a server process, as a crash would).
+pub fn kill9(pid: i32) {
+    let p = rustix::process::Pid::from_raw(pid).expect("a positive pid");
+    rustix::process::kill_process(p, rustix::process::Signal::KILL).expect("kill -9");
 }
 
 /// A running server's PID, or a panic naming the server.

@@ -3,32 +3,16 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use nm_api::ServerState as St;
-use nm_tests::{Node, alive, pid_of, wait_for};
+use nm_tests::{Node, alive, kill9, pid_of, wait_for};
 
 const TWO: &str = "[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n\n\
                    [[server]]\nname = \"b\"\ncommand = [\"sleep\", \"1001\"]\n";
 
-fn kill9(pid: i32) {
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_restarted_daemon_adopts_live_servers_with_the_same_pids_and_restarts_the_dead() {
     let mut node = Node::start(TWO).await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
-    let b = pid_of(
-        &node
-            .wait_server("b", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
+    let b = node.running_pid("b").await;
     node.kill9_daemon();
     assert!(alive(a) && alive(b), "servers survive the daemon's death");
     kill9(b); // dies while no daemon watches
@@ -59,11 +43,7 @@ async fn a_restarted_daemon_adopts_live_servers_with_the_same_pids_and_restarts_
 #[tokio::test]
 async fn a_lock_file_naming_an_unrelated_live_process_is_neither_adopted_nor_signalled() {
     let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     node.kill9_daemon();
     kill9(a);
     // a stranger: a live process that is not the server, with its own start time
@@ -102,11 +82,7 @@ async fn a_lock_file_naming_an_unrelated_live_process_is_neither_adopted_nor_sig
 #[tokio::test]
 async fn a_garbage_lock_file_is_reported_and_the_server_left_unknown() {
     let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     node.kill9_daemon();
     let lock = node.data_dir.join("servers/a.lock");
     std::fs::write(&lock, b"{\"version\":1,\"ser").unwrap();
@@ -125,11 +101,7 @@ async fn a_garbage_lock_file_is_reported_and_the_server_left_unknown() {
 #[tokio::test]
 async fn a_live_process_whose_token_cannot_be_confirmed_is_neither_adopted_nor_doubled() {
     let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     node.kill9_daemon();
     // same pid, start time and group, another token: as if the server rewrote its environment
     let lock = node.data_dir.join("servers/a.lock");
@@ -154,11 +126,7 @@ async fn a_live_process_whose_token_cannot_be_confirmed_is_neither_adopted_nor_d
 #[tokio::test]
 async fn sigterm_leaves_servers_running_and_the_next_daemon_adopts_them() {
     let mut node = Node::start(TWO).await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     let pid = node.daemon_pid().unwrap();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap(),
@@ -180,11 +148,7 @@ async fn sigterm_leaves_servers_running_and_the_next_daemon_adopts_them() {
 #[tokio::test]
 async fn shutdown_with_stop_servers_stops_them_then_exits() {
     let mut node = Node::start(TWO).await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     let (code, out, err) = node.cli(&["shutdown", "--stop-servers"]);
     assert_eq!(code, 0, "{out}{err}");
     let status = node.wait_daemon_exit().await;
@@ -198,11 +162,7 @@ async fn the_restart_budget_survives_a_daemon_restart() {
     let mut node =
         Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\nrestart_max = 1\n")
             .await;
-    let first = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let first = node.running_pid("a").await;
     kill9(first);
     let second = pid_of(
         &node
@@ -233,11 +193,7 @@ async fn the_restart_budget_survives_a_daemon_restart() {
 #[tokio::test]
 async fn a_start_whose_record_was_never_written_is_found_by_its_reserved_token() {
     let mut node = Node::start("[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n").await;
-    let a = pid_of(
-        &node
-            .wait_server("a", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let a = node.running_pid("a").await;
     node.kill9_daemon();
     kill9(a);
     // as if the daemon had spawned the next start and died before writing its record: a session

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use nm_api::{CommandReply, ServerState as St};
-use nm_tests::{Node, alive, pid_of, proc_state, wait_for};
+use nm_tests::{Node, alive, kill9, pid_of, proc_state, wait_for};
 
 async fn command(node: &Node, server: &str, cmd: &str) -> CommandReply {
     node.client()
@@ -23,11 +23,7 @@ async fn kill_9_of_a_server_starts_a_new_process_and_counts_the_restart() {
         .wait_server("s", "RUNNING", |s| s.state == St::Running)
         .await;
     let pid = pid_of(&first);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill9(pid);
     let second = node
         .wait_server("s", "a new RUNNING process", |s| {
             s.state == St::Running && s.pid != Some(pid)
@@ -69,16 +65,8 @@ async fn restart_delay_is_honoured_in_failed_restarting() {
         "[[server]]\nname = \"d\"\ncommand = [\"sleep\", \"1000\"]\nrestart_delay = \"2s\"\n",
     )
     .await;
-    let pid = pid_of(
-        &node
-            .wait_server("d", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let pid = node.running_pid("d").await;
+    kill9(pid);
     let waiting = node
         .wait_server("d", "FAILED_RESTARTING", |s| {
             s.state == St::FailedRestarting
@@ -111,13 +99,10 @@ async fn a_failing_health_check_with_auto_kill_kills_and_restarts_the_server() {
          [server.health]\nexec = [\"test\", \"-e\", \"{}\"]\ninterval = \"100ms\"\nfailure_threshold = 2\n",
         flag.display()
     );
-    let mut node = reconfigure(node, &servers);
+    let mut node = node;
+    node.write_config(&servers);
     node.start_daemon().await;
-    let pid = pid_of(
-        &node
-            .wait_server("h", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let pid = node.running_pid("h").await;
     std::fs::remove_file(&flag).unwrap();
     node.wait_server("h", "FAILED", |s| {
         s.state == St::Failed || s.restart_count > 0
@@ -146,13 +131,10 @@ async fn a_failing_health_check_without_auto_kill_marks_failed_and_leaves_it_run
          [server.health]\nexec = [\"test\", \"-e\", \"{}\"]\ninterval = \"100ms\"\nfailure_threshold = 2\n",
         flag.display()
     );
-    let mut node = reconfigure(node, &servers);
+    let mut node = node;
+    node.write_config(&servers);
     node.start_daemon().await;
-    let pid = pid_of(
-        &node
-            .wait_server("h", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let pid = node.running_pid("h").await;
     std::fs::remove_file(&flag).unwrap();
     let failed = node
         .wait_server("h", "FAILED", |s| s.state == St::Failed)
@@ -180,13 +162,10 @@ async fn stop_removes_a_forked_grandchild_too() {
         "[[server]]\nname = \"fam\"\ncommand = [\"sh\", \"-c\", \"trap '' TERM; sleep 1000 & echo $! > {}; wait\"]\nstop_timeout = \"1s\"\n",
         gc.display()
     );
-    let mut node = reconfigure(node, &servers);
+    let mut node = node;
+    node.write_config(&servers);
     node.start_daemon().await;
-    let leader = pid_of(
-        &node
-            .wait_server("fam", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let leader = node.running_pid("fam").await;
     let grandchild: i32 = wait_for("the grandchild's pid file", || async {
         std::fs::read_to_string(&gc)
             .ok()
@@ -216,11 +195,7 @@ async fn suspend_stops_the_processes_and_resume_continues_them() {
         "[[server]]\nname = \"z\"\ncommand = [\"sh\", \"-c\", \"sleep 1000 & wait\"]\n",
     )
     .await;
-    let pid = pid_of(
-        &node
-            .wait_server("z", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let pid = node.running_pid("z").await;
     let reply = command(&node, "z", "suspend").await;
     assert_eq!(reply.server.state, St::Suspended);
     wait_for("state T", || async {
@@ -286,28 +261,13 @@ fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Rewrites the node's config with `servers` (before its daemon starts).
-fn reconfigure(node: Node, servers: &str) -> Node {
-    let text = format!(
-        "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n\n{servers}\n",
-        node.data_dir.display(),
-        node.listen
-    );
-    std::fs::write(&node.config, text).unwrap();
-    node
-}
-
 #[tokio::test]
 async fn a_server_runs_as_its_configured_user() {
     let node = Node::start(
         "[[server]]\nname = \"u\"\ncommand = [\"sleep\", \"1000\"]\nuser = \"nobody\"\n",
     )
     .await;
-    let pid = pid_of(
-        &node
-            .wait_server("u", "RUNNING", |s| s.state == St::Running)
-            .await,
-    );
+    let pid = node.running_pid("u").await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status
         .lines()
@@ -356,7 +316,8 @@ async fn a_descendant_that_left_the_process_group_is_swept_when_the_server_exits
         "[[server]]\nname = \"esc\"\ncommand = [\"sh\", \"-c\", \"setsid sh -c 'echo $$ > {}; exec sleep 1000' & sleep 1000\"]\n",
         esc.display()
     );
-    let mut node = reconfigure(node, &servers);
+    let mut node = node;
+    node.write_config(&servers);
     node.start_daemon().await;
     node.wait_server("esc", "RUNNING", |s| s.state == St::Running)
         .await;

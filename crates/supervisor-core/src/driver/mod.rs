@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::lockfile::{LockDir, LockRecord};
 use self::logs::{LogDir, Rotator};
 use self::process::PidFd;
+pub use self::process::{PinnedProcess, start_time_of};
 use crate::core::{
     Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
     ServerState, ServerView, Signal, Supervisor,

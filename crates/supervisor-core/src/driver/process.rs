@@ -80,6 +80,92 @@ impl PidFd {
     }
 }
 
+/// A process pinned by a pidfd, whose identity was checked after the pidfd was opened: the PID
+/// cannot be reused while we hold it, so signalling it can never reach a stranger (DESIGN §4.2).
+/// Used for the node manager pair, whose members are not each other's children.
+#[derive(Debug, Clone)]
+pub struct PinnedProcess {
+    fd: Arc<PidFd>,
+    pid: Pid,
+    start_time: u64,
+}
+
+impl PinnedProcess {
+    /// Pins `pid` and checks that it is alive and, when `start_time` is given, that it started at
+    /// that many clock ticks after boot (`/proc/PID/stat` field 22). Fails with `NotFound` when the
+    /// process is gone and `InvalidData` when it is another process than the one named.
+    ///
+    /// Needs a tokio runtime (the pidfd is registered with its reactor).
+    pub fn open(pid: Pid, start_time: Option<u64>) -> io::Result<Self> {
+        let fd = PidFd::open(pid).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                io::Error::new(io::ErrorKind::NotFound, format!("no process {pid}"))
+            } else {
+                e
+            }
+        })?;
+        // read the identity after the pidfd pins the PID: the stat read is of that process
+        let st = proc_stat(pid)?;
+        if st.state == 'Z' || fd.has_exited() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("process {pid} has exited"),
+            ));
+        }
+        if let Some(want) = start_time {
+            if st.start_time != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "process {pid} started at tick {}, not {want}: another process",
+                        st.start_time
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            fd,
+            pid,
+            start_time: st.start_time,
+        })
+    }
+
+    /// The pinned process's PID.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Its start time in clock ticks after boot.
+    pub fn start_time(&self) -> u64 {
+        self.start_time
+    }
+
+    /// Resolves once the process has exited: all its file descriptors (and so its `flock`s and
+    /// listening sockets) are closed by then.
+    pub async fn exited(&self) {
+        self.fd.exited().await;
+    }
+
+    /// Whether it has exited, without waiting.
+    pub fn has_exited(&self) -> bool {
+        self.fd.has_exited()
+    }
+
+    /// Sends SIGKILL to exactly this process (`pidfd_send_signal`). A process that already
+    /// exited is not an error.
+    pub fn kill(&self) -> io::Result<()> {
+        match rustix::process::pidfd_send_signal(self.fd.0.get_ref(), RSignal::KILL) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A process's start time in clock ticks after boot (`/proc/PID/stat` field 22).
+pub fn start_time_of(pid: Pid) -> io::Result<u64> {
+    Ok(proc_stat(pid)?.start_time)
+}
+
 /// Sends `signal` to the process group `pgid`. "No such process" is not an error: the group is
 /// already gone.
 ///

@@ -1,0 +1,51 @@
+//! The pure halves of the pair: [`Watcher`] (what a standby decides) and [`Keeper`] (what the
+//! active decides about its standby). No I/O, no clock: time comes in as `now`, decisions come out
+//! of `poll_action()`, and `next_deadline()` says when to call `on_timeout` next. Calling
+//! `on_timeout` early or twice is harmless.
+//!
+//! Neither core decides who is active: that is the kernel's `flock` on `nm.lock` (the driver feeds
+//! its acquisition in as [`Watcher::on_lock_acquired`]). The cores decide when to fence, when to
+//! relaunch a standby and how a shutdown of the pair is ordered.
+
+mod keeper;
+mod watcher;
+
+use std::time::Duration;
+
+pub use keeper::{Keeper, KeeperAction, KeeperEvent, NotAttached, StandbyState, StandbyView};
+pub use watcher::{TakeoverReason, Watcher, WatcherAction, WatcherEvent};
+
+/// A process id.
+pub type Pid = i32;
+
+/// Heartbeat timing of the standby link (`standby_heartbeat`, `standby_timeout` in `nm.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often each side sends a heartbeat.
+    pub heartbeat: Duration,
+    /// How long a side may stay silent before the other side counts it hung and fences it.
+    pub timeout: Duration,
+}
+
+impl Default for Timing {
+    /// 500 ms heartbeats, 3 s timeout: six heartbeats may be lost before a fence.
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(500),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The active node manager as the standby learned it from the link's authenticated welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveInfo {
+    /// Its PID.
+    pub pid: Pid,
+    /// Its start time (clock ticks after boot): with the PID, its identity.
+    pub start_time: u64,
+    /// Takeovers since the pair started.
+    pub takeovers: u64,
+    /// When the pair started (unix milliseconds), kept across takeovers.
+    pub pair_started_ms: u64,
+}

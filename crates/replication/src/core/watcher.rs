@@ -1,0 +1,465 @@
+//! The standby's decisions: link to the active, exchange heartbeats, fence a silent active, take
+//! over once the kernel hands over the lock, or terminate when the active says so.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::{ActiveInfo, Pid, Timing};
+
+/// What the standby driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatcherAction {
+    /// Connect to the active's standby port and authenticate; answer with `on_linked`,
+    /// `on_connect_failed` or `on_refused`.
+    Connect,
+    /// Send a heartbeat on the link.
+    SendHeartbeat,
+    /// SIGKILL exactly this process (pinned by pidfd, identity checked); then `on_fenced`.
+    Fence {
+        /// The active's PID.
+        pid: Pid,
+    },
+    /// The lock is ours: become the active node manager.
+    TakeOver {
+        /// Why the previous active is gone.
+        reason: TakeoverReason,
+        /// The previous active, when the link ever told us who it was.
+        previous: Option<ActiveInfo>,
+    },
+    /// Close the link, log and exit: the active asked the pair to stop.
+    Terminate,
+    /// Exit: the active refused this standby (another one is attached).
+    Leave {
+        /// The active's reason.
+        reason: String,
+    },
+}
+
+/// Why a standby took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeoverReason {
+    /// The active died (the kernel released its lock).
+    Died,
+    /// The active stopped answering; the standby killed it first.
+    Fenced,
+}
+
+/// Things worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatcherEvent {
+    /// Linked to this active.
+    Linked(ActiveInfo),
+    /// The link broke.
+    LinkLost {
+        /// Why.
+        reason: String,
+    },
+    /// The active could not be reached (logged once per outage).
+    Unreachable {
+        /// Why.
+        reason: String,
+    },
+    /// The active has been silent for the timeout: it is fenced.
+    Hung {
+        /// Its PID.
+        pid: Pid,
+    },
+    /// The fence could not be carried out; it is tried again at the next timeout.
+    FenceFailed {
+        /// Its PID.
+        pid: Pid,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Connecting,
+    Linked,
+    Fencing,
+    Done,
+}
+
+/// The standby's pure core. Call [`Watcher::on_start`] first.
+#[derive(Debug)]
+pub struct Watcher {
+    timing: Timing,
+    state: State,
+    active: Option<ActiveInfo>,
+    last_heard: Option<Instant>,
+    next_heartbeat: Option<Instant>,
+    next_connect: Option<Instant>,
+    fence_retry: Option<Instant>,
+    fenced: bool,
+    unreachable_reported: bool,
+    actions: VecDeque<WatcherAction>,
+    events: VecDeque<WatcherEvent>,
+}
+
+impl Watcher {
+    /// A standby that has not connected yet.
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            state: State::Connecting,
+            active: None,
+            last_heard: None,
+            next_heartbeat: None,
+            next_connect: None,
+            fence_retry: None,
+            fenced: false,
+            unreachable_reported: false,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The standby started: connect.
+    pub fn on_start(&mut self, _now: Instant) {
+        self.actions.push_back(WatcherAction::Connect);
+    }
+
+    /// The link is up and the active authenticated itself. A different active than before means
+    /// another standby won the lock and we now watch it.
+    pub fn on_linked(&mut self, now: Instant, active: ActiveInfo) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.state = State::Linked;
+        self.active = Some(active);
+        self.last_heard = Some(now);
+        self.next_heartbeat = Some(now + self.timing.heartbeat);
+        self.unreachable_reported = false;
+        self.events.push_back(WatcherEvent::Linked(active));
+    }
+
+    /// A valid heartbeat (or any authenticated message) came from the active.
+    pub fn on_heard(&mut self, now: Instant) {
+        if self.state == State::Linked {
+            self.last_heard = Some(now);
+        }
+    }
+
+    /// The connection could not be made or authenticated; try again one heartbeat later.
+    pub fn on_connect_failed(&mut self, now: Instant, reason: String) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.next_connect = Some(now + self.timing.heartbeat);
+        if !self.unreachable_reported {
+            self.unreachable_reported = true;
+            self.events.push_back(WatcherEvent::Unreachable { reason });
+        }
+    }
+
+    /// The link broke. The silence clock keeps running from the last heartbeat: an active that
+    /// stays unreachable for the timeout is fenced.
+    pub fn on_link_lost(&mut self, now: Instant, reason: String) {
+        if self.state != State::Linked {
+            return;
+        }
+        self.state = State::Connecting;
+        self.next_heartbeat = None;
+        self.next_connect = Some(now);
+        self.events.push_back(WatcherEvent::LinkLost { reason });
+    }
+
+    /// The active refused us: another standby watches it.
+    pub fn on_refused(&mut self, _now: Instant, reason: String) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        self.state = State::Done;
+        self.actions.push_back(WatcherAction::Leave { reason });
+    }
+
+    /// The active asked the pair to stop: terminate, never take over.
+    pub fn on_shutdown_requested(&mut self, _now: Instant) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        self.state = State::Done;
+        self.actions.push_back(WatcherAction::Terminate);
+    }
+
+    /// The fence was carried out (SIGKILL sent) or failed.
+    pub fn on_fenced(&mut self, now: Instant, result: Result<(), String>) {
+        if self.state != State::Fencing {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.fenced = true;
+                self.fence_retry = None;
+            }
+            Err(reason) => {
+                let pid = self.active.map_or(0, |a| a.pid);
+                self.events
+                    .push_back(WatcherEvent::FenceFailed { pid, reason });
+                self.fence_retry = Some(now + self.timing.timeout);
+            }
+        }
+    }
+
+    /// The kernel gave us the exclusive lock on `nm.lock`: the previous holder is gone. Take over,
+    /// unless the pair is terminating.
+    pub fn on_lock_acquired(&mut self, _now: Instant) {
+        if self.state == State::Done {
+            return;
+        }
+        self.state = State::Done;
+        let reason = if self.fenced {
+            TakeoverReason::Fenced
+        } else {
+            TakeoverReason::Died
+        };
+        self.actions.push_back(WatcherAction::TakeOver {
+            reason,
+            previous: self.active,
+        });
+    }
+
+    /// Sends due heartbeats, reconnects, and fences an active silent for the timeout.
+    pub fn on_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Linked | State::Connecting => {
+                if let (Some(active), Some(heard)) = (self.active, self.last_heard) {
+                    if now >= heard + self.timing.timeout {
+                        self.fence(active.pid);
+                        return;
+                    }
+                }
+                if self.next_heartbeat.is_some_and(|t| now >= t) {
+                    self.actions.push_back(WatcherAction::SendHeartbeat);
+                    self.next_heartbeat = Some(now + self.timing.heartbeat);
+                }
+                if self.next_connect.is_some_and(|t| now >= t) {
+                    self.next_connect = None;
+                    self.actions.push_back(WatcherAction::Connect);
+                }
+            }
+            State::Fencing => {
+                if let (Some(t), Some(active)) = (self.fence_retry, self.active) {
+                    if now >= t {
+                        self.fence_retry = None;
+                        self.actions
+                            .push_back(WatcherAction::Fence { pid: active.pid });
+                    }
+                }
+            }
+            State::Done => {}
+        }
+    }
+
+    /// The next action, if any.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<WatcherAction> {
+        self.actions.pop_front()
+    }
+
+    /// The next event worth a log line, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<WatcherEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `on_timeout` must be called next.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Linked | State::Connecting => {
+                let silence = self
+                    .active
+                    .and(self.last_heard)
+                    .map(|h| h + self.timing.timeout);
+                [silence, self.next_heartbeat, self.next_connect]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            State::Fencing => self.fence_retry,
+            State::Done => None,
+        }
+    }
+
+    /// The active this standby watches (or watched last).
+    pub fn active(&self) -> Option<ActiveInfo> {
+        self.active
+    }
+
+    fn fence(&mut self, pid: Pid) {
+        self.state = State::Fencing;
+        self.next_heartbeat = None;
+        self.next_connect = None;
+        self.events.push_back(WatcherEvent::Hung { pid });
+        self.actions.push_back(WatcherAction::Fence { pid });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    fn timing() -> Timing {
+        Timing {
+            heartbeat: ms(500),
+            timeout: ms(3000),
+        }
+    }
+    fn active() -> ActiveInfo {
+        ActiveInfo {
+            pid: 42,
+            start_time: 7,
+            takeovers: 2,
+            pair_started_ms: 1,
+        }
+    }
+    fn drain(w: &mut Watcher) -> Vec<WatcherAction> {
+        std::iter::from_fn(|| w.poll_action()).collect()
+    }
+    fn linked(t0: Instant) -> Watcher {
+        let mut w = Watcher::new(timing());
+        w.on_start(t0);
+        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        w.on_linked(t0, active());
+        w
+    }
+
+    #[test]
+    fn a_heard_active_is_never_fenced_and_gets_heartbeats() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        for i in 1..=20 {
+            let now = t0 + ms(500 * i);
+            w.on_heard(now);
+            w.on_timeout(now);
+            assert_eq!(drain(&mut w), [WatcherAction::SendHeartbeat]);
+        }
+    }
+
+    #[test]
+    fn an_active_silent_for_the_timeout_is_fenced_then_taken_over_when_the_lock_comes() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_heard(t0 + ms(1000));
+        w.on_timeout(t0 + ms(3999));
+        assert!(!drain(&mut w).contains(&WatcherAction::Fence { pid: 42 }));
+        assert_eq!(w.next_deadline(), Some(t0 + ms(4000)));
+        w.on_timeout(t0 + ms(4000));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+        w.on_fenced(t0 + ms(4001), Ok(()));
+        assert_eq!(w.next_deadline(), None);
+        w.on_lock_acquired(t0 + ms(4002));
+        assert_eq!(
+            drain(&mut w),
+            [WatcherAction::TakeOver {
+                reason: TakeoverReason::Fenced,
+                previous: Some(active())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_dead_active_is_taken_over_without_a_fence() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_link_lost(t0 + ms(10), "closed".into());
+        w.on_lock_acquired(t0 + ms(11));
+        assert_eq!(
+            drain(&mut w),
+            [WatcherAction::TakeOver {
+                reason: TakeoverReason::Died,
+                previous: Some(active())
+            }]
+        );
+        w.on_timeout(t0 + ms(10_000));
+        assert_eq!(drain(&mut w), []);
+    }
+
+    #[test]
+    fn an_unreachable_but_living_active_is_fenced_after_the_timeout_from_its_last_heartbeat() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_link_lost(t0 + ms(100), "reset".into());
+        w.on_timeout(t0 + ms(100));
+        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        w.on_connect_failed(t0 + ms(101), "refused".into());
+        w.on_timeout(t0 + ms(601));
+        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        w.on_connect_failed(t0 + ms(602), "refused".into());
+        w.on_timeout(t0 + ms(3000));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+    }
+
+    #[test]
+    fn a_standby_that_never_linked_fences_nobody_and_waits_for_the_lock() {
+        let t0 = t0();
+        let mut w = Watcher::new(timing());
+        w.on_start(t0);
+        let _ = drain(&mut w);
+        for i in 0..100 {
+            let now = t0 + ms(500 * i);
+            w.on_connect_failed(now, "refused".into());
+            w.on_timeout(now + ms(500));
+            assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        }
+        w.on_lock_acquired(t0 + ms(60_000));
+        assert_eq!(
+            drain(&mut w),
+            [WatcherAction::TakeOver {
+                reason: TakeoverReason::Died,
+                previous: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_terminating_standby_never_takes_over() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_shutdown_requested(t0 + ms(1));
+        assert_eq!(drain(&mut w), [WatcherAction::Terminate]);
+        w.on_lock_acquired(t0 + ms(2));
+        w.on_timeout(t0 + ms(60_000));
+        assert_eq!(drain(&mut w), []);
+    }
+
+    #[test]
+    fn a_refused_standby_leaves_and_does_nothing_else() {
+        let t0 = t0();
+        let mut w = Watcher::new(timing());
+        w.on_start(t0);
+        let _ = drain(&mut w);
+        w.on_refused(t0, "standby 9 is attached".into());
+        assert_eq!(
+            drain(&mut w),
+            [WatcherAction::Leave {
+                reason: "standby 9 is attached".into()
+            }]
+        );
+        w.on_lock_acquired(t0);
+        assert_eq!(drain(&mut w), []);
+    }
+
+    #[test]
+    fn a_failed_fence_is_retried_after_the_timeout() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_timeout(t0 + ms(3000));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+        w.on_fenced(t0 + ms(3001), Err("EPERM".into()));
+        assert_eq!(w.next_deadline(), Some(t0 + ms(6001)));
+        w.on_timeout(t0 + ms(6001));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+    }
+}

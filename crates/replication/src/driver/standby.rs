@@ -1,0 +1,242 @@
+//! A standby process's life: link to the active, heartbeat, fence it when it falls silent, and
+//! hand back the lock once the kernel grants it (the takeover).
+
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use supervisor_core::driver::{PinnedProcess, start_time_of};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{lock_blocking, lock_holder, now};
+use crate::core::{ActiveInfo, TakeoverReason, Timing, Watcher, WatcherAction, WatcherEvent};
+use crate::link::{self, Connected, HandshakeError, LinkEvent, LinkWriter, Msg};
+
+/// What a standby needs.
+#[derive(Debug, Clone)]
+pub struct StandbyConfig {
+    /// The active's standby port on loopback.
+    pub port: u16,
+    /// The node's standby key (the contents of `data_dir/standby.key`).
+    pub key: Vec<u8>,
+    /// `data_dir/nm.lock`.
+    pub lock_path: PathBuf,
+    /// Heartbeat timing.
+    pub timing: Timing,
+}
+
+/// How a standby's life ended.
+#[derive(Debug)]
+pub enum StandbyOutcome {
+    /// The active told it to terminate (`nm-cli shutdown`): exit, no takeover.
+    Terminated,
+    /// The active refused it (another standby watches it): exit.
+    Left {
+        /// The active's reason.
+        reason: String,
+    },
+    /// The lock is ours: become the active node manager.
+    TookOver(Takeover),
+}
+
+/// A takeover: the lock, and what the logs and status should say about it.
+#[derive(Debug)]
+pub struct Takeover {
+    /// `nm.lock`, exclusively locked by this process. Keep it open for the process's life.
+    pub lock: File,
+    /// Why the previous active is gone.
+    pub reason: TakeoverReason,
+    /// The previous active, when the link ever said who it was. It has exited (its sockets are
+    /// closed) by the time this is returned.
+    pub previous: Option<ActiveInfo>,
+    /// Takeovers since the pair started, this one included.
+    pub takeovers: u64,
+    /// When the pair started (unix ms), when known.
+    pub pair_started_ms: Option<u64>,
+}
+
+/// Runs a standby until it terminates, leaves or takes over. Logs through `tracing` (the daemon
+/// points it at `<node>_standby.log`).
+pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
+    let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let me = (me, start_time_of(me)?);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.port));
+
+    // The kernel decides when we may become active: wait for the lock on a thread of our own. It
+    // is not a tokio blocking task, so a terminating standby's runtime does not wait for it.
+    let (lock_tx, mut lock_rx) = oneshot::channel::<io::Result<File>>();
+    let lock_path = cfg.lock_path.clone();
+    std::thread::Builder::new()
+        .name("nm-standby-lock".into())
+        .spawn(move || {
+            let _ = lock_tx.send(lock_blocking(&lock_path));
+        })?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<Connected, String>>();
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<((), LinkEvent)>();
+    let mut core = Watcher::new(cfg.timing);
+    let mut writer: Option<LinkWriter> = None;
+    let mut active: Option<PinnedProcess> = None;
+    let mut lock: Option<File> = None;
+    let mut rejected: u64 = 0;
+    core.on_start(now());
+    loop {
+        while let Some(ev) = core.poll_event() {
+            log_event(&ev);
+        }
+        while let Some(action) = core.poll_action() {
+            match action {
+                WatcherAction::Connect => {
+                    let tx = tx.clone();
+                    let key = cfg.key.clone();
+                    let timeout = cfg.timing.timeout;
+                    tokio::spawn(async move {
+                        let r = link::connect(addr, &key, me, timeout)
+                            .await
+                            .map_err(|e: HandshakeError| e.to_string());
+                        let _ = tx.send(r);
+                    });
+                }
+                WatcherAction::SendHeartbeat => {
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.send(Msg::Heartbeat).await {
+                            writer = None;
+                            core.on_link_lost(now(), format!("cannot send a heartbeat: {e}"));
+                        }
+                    }
+                }
+                WatcherAction::Fence { pid } => {
+                    let r = match &active {
+                        Some(p) if p.pid() == pid => p.kill().map_err(|e| e.to_string()),
+                        _ => Err(format!("active {pid} is not pinned")),
+                    };
+                    if r.is_ok() {
+                        tracing::warn!(pid, "fenced the silent active node manager (SIGKILL)");
+                    }
+                    core.on_fenced(now(), r);
+                }
+                WatcherAction::TakeOver { reason, previous } => {
+                    let lock = lock.take().expect("TakeOver follows on_lock_acquired");
+                    if let Some(p) = &active {
+                        // the lock is free, so the active's descriptors are closing: wait until
+                        // it has fully exited (its API port and socket are closed too). Should it
+                        // live on without the lock (someone replaced nm.lock), fence it first.
+                        if tokio::time::timeout(cfg.timing.timeout, p.exited())
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(
+                                pid = p.pid(),
+                                "the active released nm.lock but lives on: fencing it"
+                            );
+                            p.kill()?;
+                            p.exited().await;
+                        }
+                    }
+                    let takeovers = previous.map_or(0, |a| a.takeovers) + 1;
+                    return Ok(StandbyOutcome::TookOver(Takeover {
+                        lock,
+                        reason,
+                        previous,
+                        takeovers,
+                        pair_started_ms: previous.map(|a| a.pair_started_ms),
+                    }));
+                }
+                WatcherAction::Terminate => {
+                    drop(writer.take());
+                    tracing::info!("terminating on the active node manager's request");
+                    return Ok(StandbyOutcome::Terminated);
+                }
+                WatcherAction::Leave { reason } => {
+                    tracing::info!(%reason, "refused by the active node manager; exiting");
+                    return Ok(StandbyOutcome::Left { reason });
+                }
+            }
+        }
+        let deadline = core.next_deadline().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            got = &mut lock_rx, if lock.is_none() => {
+                let file = got.map_err(|_| io::Error::other("the lock thread died"))??;
+                lock = Some(file);
+                core.on_lock_acquired(now());
+            }
+            Some(connected) = rx.recv() => match connected {
+                Ok(Connected::Linked(reader, w, info)) => {
+                    match pin_active(&cfg, info) {
+                        Ok(pinned) => {
+                            reader.spawn((), link_tx.clone());
+                            writer = Some(w);
+                            active = Some(pinned);
+                            core.on_linked(now(), info);
+                        }
+                        Err(e) => core.on_connect_failed(now(), e),
+                    }
+                }
+                Ok(Connected::Refused(reason)) => core.on_refused(now(), reason),
+                Err(e) => core.on_connect_failed(now(), e),
+            },
+            Some(((), ev)) = link_rx.recv() => match ev {
+                LinkEvent::Msg(Msg::Heartbeat) => core.on_heard(now()),
+                LinkEvent::Msg(Msg::Shutdown) => core.on_shutdown_requested(now()),
+                LinkEvent::Rejected(why) => {
+                    rejected += 1;
+                    tracing::warn!(%why, rejected, "dropped a frame from the standby link");
+                }
+                LinkEvent::Closed(why) => {
+                    writer = None;
+                    core.on_link_lost(now(), why);
+                }
+            },
+            () = sleep_until(deadline) => core.on_timeout(now()),
+        }
+    }
+}
+
+/// Pins the active that welcomed us and checks it is who it says: alive, started when it says,
+/// and the holder of `nm.lock` by the kernel's own account. Only then may it ever be fenced.
+fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<PinnedProcess, String> {
+    let pinned = PinnedProcess::open(info.pid, Some(info.start_time))
+        .map_err(|e| format!("the active's identity does not check out: {e}"))?;
+    match lock_holder(&cfg.lock_path) {
+        Ok(Some(holder)) if holder == info.pid => Ok(pinned),
+        Ok(holder) => Err(format!(
+            "process {} says it is the active, but {} holds {}",
+            info.pid,
+            holder.map_or_else(|| "nobody".to_owned(), |h| h.to_string()),
+            cfg.lock_path.display()
+        )),
+        Err(e) => Err(format!("cannot read /proc/locks: {e}")),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_event(ev: &WatcherEvent) {
+    match ev {
+        WatcherEvent::Linked(a) => tracing::info!(
+            active_pid = a.pid,
+            takeovers = a.takeovers,
+            "watching the active node manager, pid {}",
+            a.pid
+        ),
+        WatcherEvent::LinkLost { reason } => {
+            tracing::warn!(%reason, "lost the link to the active node manager");
+        }
+        WatcherEvent::Unreachable { reason } => {
+            tracing::warn!(%reason, "cannot reach the active node manager; retrying");
+        }
+        WatcherEvent::Hung { pid } => tracing::warn!(
+            active_pid = pid,
+            "the active node manager has been silent for the timeout: fencing it"
+        ),
+        WatcherEvent::FenceFailed { pid, reason } => {
+            tracing::error!(active_pid = pid, %reason, "cannot fence the active node manager");
+        }
+    }
+}

@@ -40,7 +40,24 @@ pub(crate) fn node_status(s: &NodeStatus) -> String {
     t.add_row(["data_dir", s.data_dir.as_str()]);
     t.add_row(["listen", s.listen.as_str()]);
     t.add_row(["standby_pid".to_owned(), opt(s.standby_pid)]);
+    if let Some(sb) = &s.standby {
+        t.add_row(["standby_state", sb.state.as_str()]);
+        t.add_row([
+            "standby_uptime".to_owned(),
+            sb.uptime_secs.map_or_else(
+                || "-".to_owned(),
+                |u| human_duration(Duration::from_secs(u)),
+            ),
+        ]);
+        t.add_row(["standby_launches".to_owned(), sb.launches.to_string()]);
+    }
     t.add_row(["takeovers".to_owned(), s.takeovers.to_string()]);
+    if let Some(tk) = &s.last_takeover {
+        t.add_row([
+            "last_takeover".to_owned(),
+            format!("{} from pid {} ({})", tk.at, opt(tk.from_pid), tk.reason),
+        ]);
+    }
     t.add_row(["servers".to_owned(), server_counts(s)]);
     finish(&mut t)
 }
@@ -369,6 +386,8 @@ mod tests {
             listen: "127.0.0.1:5556".into(),
             standby_pid: None,
             takeovers: 0,
+            standby: None,
+            last_takeover: None,
             servers: BTreeMap::from([("SHUTDOWN".into(), 1), ("RUNNING".into(), 2)]),
         };
         let out = node_status(&status);
@@ -389,6 +408,57 @@ mod tests {
         assert_eq!(row("standby_pid"), "-");
         assert_eq!(row("takeovers"), "0");
         assert_eq!(row("servers"), "3 (2 RUNNING, 1 SHUTDOWN)");
+        assert!(
+            !out.contains("standby_state"),
+            "no standby rows without replication"
+        );
+    }
+
+    #[test]
+    fn node_status_of_a_pair_shows_the_standby_and_the_last_takeover() {
+        let status = NodeStatus {
+            node: "node1".into(),
+            pid: 4242,
+            role: Role::Active,
+            version: "0.1.0".into(),
+            started_at: "2026-11-02T08:00:00Z".into(),
+            uptime_secs: 65,
+            data_dir: "/var/lib/nm".into(),
+            listen: "127.0.0.1:5556".into(),
+            standby_pid: Some(4300),
+            takeovers: 2,
+            standby: Some(nm_api::StandbyStatus {
+                pid: Some(4300),
+                state: "attached".into(),
+                uptime_secs: Some(61),
+                launches: 1,
+                port: 5557,
+                rejected_frames: 0,
+            }),
+            last_takeover: Some(nm_api::TakeoverInfo {
+                at: "2026-11-02T08:00:00.120Z".into(),
+                from_pid: Some(4100),
+                reason: "fenced".into(),
+            }),
+            servers: BTreeMap::new(),
+        };
+        let out = node_status(&status);
+        let row = |key: &str| {
+            let line = out
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(key))
+                .unwrap();
+            line[key.len()..].trim().to_owned()
+        };
+        assert_eq!(row("standby_pid"), "4300");
+        assert_eq!(row("standby_state"), "attached");
+        assert_eq!(row("standby_uptime"), "1m 01s");
+        assert_eq!(row("standby_launches"), "1");
+        assert_eq!(row("takeovers"), "2");
+        assert_eq!(
+            row("last_takeover"),
+            "2026-11-02T08:00:00.120Z from pid 4100 (fenced)"
+        );
     }
 
     #[test]

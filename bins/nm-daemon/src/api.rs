@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use nm_api::{
     CommandQuery, CommandReply, ErrorBody, LogQuery, LogStream, NodeStatus, Role, ServerInfo,
-    ShutdownReply, ShutdownRequest,
+    ShutdownReply, ShutdownRequest, StandbyStatus,
 };
 use subtle::ConstantTimeEq;
 use supervisor_core::{
@@ -31,8 +31,14 @@ pub(crate) struct AppState {
     pub(crate) pid: i32,
     pub(crate) started_at: SystemTime,
     pub(crate) data_dir: std::path::PathBuf,
+    /// `<node>_standby.log` when `standby_port` is set.
+    pub(crate) standby_log: Option<std::path::PathBuf>,
     pub(crate) listen: String,
     pub(crate) sup: SupervisorHandle,
+    /// The active/standby pair, when `standby_port` is set and its port could be bound.
+    pub(crate) pair: Option<replication::driver::ActiveHandle>,
+    /// The takeover that made this process the active.
+    pub(crate) last_takeover: Option<nm_api::TakeoverInfo>,
     pub(crate) token: Arc<String>,
     /// Asks main to shut down (after the reply is sent).
     pub(crate) shutdown: mpsc::Sender<ShutdownRequest>,
@@ -137,6 +143,10 @@ async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
     let uptime = crate::wall_now()
         .duration_since(st.started_at)
         .unwrap_or_default();
+    let pair = st
+        .pair
+        .as_ref()
+        .map(replication::driver::ActiveHandle::status);
     Json(NodeStatus {
         node: st.node.clone(),
         pid: st.pid,
@@ -146,8 +156,21 @@ async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
         uptime_secs: uptime.as_secs(),
         data_dir: st.data_dir.display().to_string(),
         listen: st.listen.clone(),
-        standby_pid: None,
-        takeovers: 0,
+        standby_pid: pair.and_then(|p| p.standby.pid),
+        takeovers: pair.map_or(0, |p| p.takeovers),
+        standby: pair.map(|p| StandbyStatus {
+            pid: p.standby.pid,
+            state: p.standby.state.as_str().to_owned(),
+            uptime_secs: p.standby.pid.map(|_| {
+                crate::now()
+                    .saturating_duration_since(p.standby.since)
+                    .as_secs()
+            }),
+            launches: p.standby.launches,
+            port: p.port,
+            rejected_frames: p.rejected,
+        }),
+        last_takeover: st.last_takeover.clone(),
         servers,
     })
 }
@@ -335,13 +358,20 @@ async fn nm_log(
         Ok(Query(q)) => q,
         Err(e) => return bad_query(&e),
     };
-    if q.standby {
-        return err(
-            StatusCode::NOT_FOUND,
-            "this node manager has no standby (standby_port is not configured)".into(),
-        );
-    }
-    logview::serve(st.data_dir.join("nm.log"), q.tail, q.follow).await
+    let path = if q.standby {
+        match &st.standby_log {
+            Some(p) => p.clone(),
+            None => {
+                return err(
+                    StatusCode::NOT_FOUND,
+                    "this node manager has no standby (standby_port is not configured)".into(),
+                );
+            }
+        }
+    } else {
+        st.data_dir.join("nm.log")
+    };
+    logview::serve(path, q.tail, q.follow).await
 }
 
 async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Response {

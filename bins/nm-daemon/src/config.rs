@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use supervisor_core::{HealthSpec, Probe, ServerSpec};
@@ -46,6 +47,19 @@ pub(crate) struct NodeConfig {
     pub(crate) log_level: String,
     /// The `[[server]]` tables in file order: names unique, `cwd` absolute, `user` known.
     pub(crate) servers: Vec<Arc<ServerSpec>>,
+    /// Node manager replication (`standby_port`): `None` runs no standby.
+    pub(crate) standby: Option<StandbyConfig>,
+}
+
+/// The active/standby pair's settings: `standby_port`, `standby_heartbeat`, `standby_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StandbyConfig {
+    /// The loopback port of the standby link (1-65535, not the API's).
+    pub(crate) port: u16,
+    /// How often each side sends a heartbeat (default 500 ms).
+    pub(crate) heartbeat: Duration,
+    /// Silence after which a side fences the other (default 3 s, at least twice the heartbeat).
+    pub(crate) timeout: Duration,
 }
 
 /// The format of the daemon's own log lines, `log_format` in `nm.toml`.
@@ -199,7 +213,7 @@ const PASSWD: &str = "/etc/passwd";
 const RESERVED_ENV: [&str; 2] = ["NM_SERVER_NAME", "NM_SERVER_TOKEN"];
 
 /// The top-level keys, for the hint about keys written after a `[[server]]` table.
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 10] = [
     "node",
     "data_dir",
     "listen",
@@ -207,7 +221,15 @@ const TOP_LEVEL_KEYS: [&str; 7] = [
     "crash_recovery",
     "log_format",
     "log_level",
+    "standby_port",
+    "standby_heartbeat",
+    "standby_timeout",
 ];
+
+/// `standby_heartbeat` when the file has none.
+const DEFAULT_STANDBY_HEARTBEAT: Duration = Duration::from_millis(500);
+/// `standby_timeout` when the file has none.
+const DEFAULT_STANDBY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `nm.toml` as written. Values serde cannot check alone keep their span for the checker.
 #[derive(Deserialize)]
@@ -225,6 +247,12 @@ struct RawConfig {
     log_format: LogFormat,
     #[serde(default)]
     log_level: Option<Spanned<String>>,
+    #[serde(default)]
+    standby_port: Option<Spanned<u16>>,
+    #[serde(default)]
+    standby_heartbeat: Option<Spanned<Dur>>,
+    #[serde(default)]
+    standby_timeout: Option<Spanned<Dur>>,
     #[serde(default, rename = "server")]
     servers: Vec<Spanned<ServerSpec>>,
 }
@@ -232,6 +260,10 @@ struct RawConfig {
 fn yes() -> bool {
     true
 }
+
+/// A duration as whole seconds or human text, like the server keys.
+#[derive(Deserialize)]
+struct Dur(#[serde(deserialize_with = "supervisor_core::spec::duration::deserialize")] Duration);
 
 /// The checks serde cannot do: cross-references, names, addresses, paths and users. Each
 /// problem is recorded with its span; the caller reports the first in the file.
@@ -306,6 +338,7 @@ impl Checker<'_> {
                 level.get_ref().clone()
             }
         };
+        let standby = self.standby(&raw, listen);
         let servers = self.servers(raw.servers);
         NodeConfig {
             path,
@@ -317,7 +350,75 @@ impl Checker<'_> {
             log_format: raw.log_format,
             log_level,
             servers,
+            standby,
         }
+    }
+
+    /// `standby_port` and its timing: the port is not the API's, the timeout leaves room for at
+    /// least two heartbeats, and the timing keys are refused without a port (they would do
+    /// nothing).
+    fn standby(&mut self, raw: &RawConfig, listen: SocketAddr) -> Option<StandbyConfig> {
+        let heartbeat = raw
+            .standby_heartbeat
+            .as_ref()
+            .map_or(DEFAULT_STANDBY_HEARTBEAT, |d| d.get_ref().0);
+        let timeout = raw
+            .standby_timeout
+            .as_ref()
+            .map_or(DEFAULT_STANDBY_TIMEOUT, |d| d.get_ref().0);
+        let Some(port) = &raw.standby_port else {
+            for (key, value) in [
+                ("standby_heartbeat", &raw.standby_heartbeat),
+                ("standby_timeout", &raw.standby_timeout),
+            ] {
+                if let Some(v) = value {
+                    self.problem(
+                        v.span(),
+                        format!("{key} needs standby_port (there is no standby without it)"),
+                    );
+                }
+            }
+            return None;
+        };
+        let shares_api = listen.port() == *port.get_ref()
+            && (listen.ip().is_loopback() || listen.ip().is_unspecified());
+        if *port.get_ref() == 0 {
+            self.problem(port.span(), "standby_port must be 1 to 65535".to_owned());
+        } else if shares_api {
+            self.problem(
+                port.span(),
+                format!(
+                    "standby_port {} is the API's port (listen = \"{listen}\")",
+                    port.get_ref()
+                ),
+            );
+        }
+        if heartbeat.is_zero() {
+            let span = raw
+                .standby_heartbeat
+                .as_ref()
+                .map_or(port.span(), Spanned::span);
+            self.problem(span, "standby_heartbeat must be more than 0".to_owned());
+        } else if timeout < 2 * heartbeat {
+            let span = raw
+                .standby_timeout
+                .as_ref()
+                .or(raw.standby_heartbeat.as_ref())
+                .map_or(port.span(), Spanned::span);
+            self.problem(
+                span,
+                format!(
+                    "standby_timeout ({}) must be at least twice standby_heartbeat ({})",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(heartbeat)
+                ),
+            );
+        }
+        Some(StandbyConfig {
+            port: *port.get_ref(),
+            heartbeat,
+            timeout,
+        })
     }
 
     fn servers(&mut self, servers: Vec<Spanned<ServerSpec>>) -> Vec<Arc<ServerSpec>> {

@@ -1,14 +1,17 @@
 //! Assembling the daemon: data directory, single-instance lock, logging, token, supervisor, API
-//! listeners, signals, shutdown.
+//! listeners, the active/standby pair, signals, shutdown.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nm_api::{ShutdownReply, ShutdownRequest};
+use nm_api::{ShutdownReply, ShutdownRequest, TakeoverInfo};
+use replication::driver::{ActiveConfig, ActiveHandle, StandbyOutcome, Takeover};
+use replication::{TakeoverReason, Timing};
 use supervisor_core::driver::lockfile::write_atomic;
 use supervisor_core::{SupervisorConfig, driver};
 use tokio::sync::{mpsc, oneshot};
@@ -17,45 +20,128 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::api::{self, AppState};
-use crate::config::{LogFormat, NodeConfig};
+use crate::config::{LogFormat, NodeConfig, StandbyConfig};
 
 /// How long in-flight requests (e.g. a `server log --follow`) may hold up the exit.
 const DRAIN: Duration = Duration::from_secs(2);
 
-pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&cfg.data_dir)
-        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
-    // It holds the API socket (no token needed there) and the token: only we may enter.
-    let mode = std::fs::metadata(&cfg.data_dir)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0);
-    if mode != 0o700 {
-        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| {
-                format!(
-                    "cannot restrict data directory {} to mode 0700",
-                    cfg.data_dir.display()
-                )
-            })?;
+/// Runs the node manager: the active (the normal start) or, with `standby`, a standby that
+/// watches the active and becomes it at a takeover.
+pub(crate) async fn run(cfg: NodeConfig, standby: bool) -> Result<()> {
+    if standby {
+        return run_standby(cfg).await;
     }
-    let _instance = lock_instance(&cfg.data_dir)?;
-    let _log_guard = init_logging(&cfg)?;
+    prepare_data_dir(&cfg.data_dir)?;
+    let lock = lock_instance(&cfg.data_dir)?;
+    LogFile::init(&cfg, &cfg.data_dir.join("nm.log"), true)?;
+    serve(cfg, lock, None).await
+}
+
+/// The standby's whole life (seed 000): it logs to `<node>_standby.log`, watches the active
+/// over the standby link, and at a takeover switches to `nm.log` and serves as the active.
+async fn run_standby(cfg: NodeConfig) -> Result<()> {
+    let pair = cfg
+        .standby
+        .context("--standby needs standby_port in the config")?;
+    if !cfg.data_dir.is_dir() {
+        bail!(
+            "data directory {} does not exist: the active node manager creates it",
+            cfg.data_dir.display()
+        );
+    }
+    let log = LogFile::init(&cfg, &standby_log_path(&cfg), false)?;
+    let key = read_standby_key(&cfg.data_dir)?;
+    tracing::info!(
+        pid = std::process::id(),
+        port = pair.port,
+        "the standby node manager is starting"
+    );
+    let outcome = replication::driver::run_standby(replication::driver::StandbyConfig {
+        port: pair.port,
+        key,
+        lock_path: cfg.data_dir.join("nm.lock"),
+        timing: timing(pair),
+    })
+    .await
+    .context("the standby node manager failed")?;
+    let takeover = match outcome {
+        StandbyOutcome::Terminated | StandbyOutcome::Left { .. } => {
+            tracing::info!(pid = std::process::id(), "the standby node manager exited");
+            return Ok(());
+        }
+        StandbyOutcome::TookOver(t) => t,
+    };
+    let from = takeover.previous.map_or_else(
+        || "an unknown process".to_owned(),
+        |a| format!("pid {}", a.pid),
+    );
+    let reason = match takeover.reason {
+        TakeoverReason::Died => "died",
+        TakeoverReason::Fenced => "fenced",
+    };
+    tracing::warn!(
+        takeovers = takeover.takeovers,
+        "the active node manager ({from}) {reason}: this standby becomes the active"
+    );
+    log.switch(&cfg.data_dir.join("nm.log"))?;
+    tracing::warn!(
+        takeovers = takeover.takeovers,
+        "took over from the active node manager ({from}, {reason}); takeover #{}",
+        takeover.takeovers
+    );
+    let info = TakeoverInfo {
+        at: humantime::format_rfc3339_millis(crate::wall_now()).to_string(),
+        from_pid: takeover.previous.map(|a| a.pid),
+        reason: reason.to_owned(),
+    };
+    let Takeover {
+        lock,
+        takeovers,
+        pair_started_ms,
+        ..
+    } = takeover;
+    serve(cfg, lock, Some((info, takeovers, pair_started_ms))).await
+}
+
+/// The active node manager, from a fresh start or a takeover (`takeover`: what it was, the
+/// takeover count and when the pair started). `lock` is `nm.lock`, exclusively ours.
+async fn serve(
+    cfg: NodeConfig,
+    mut lock: File,
+    takeover: Option<(TakeoverInfo, u64, Option<u64>)>,
+) -> Result<()> {
+    lock.set_len(0)?;
+    writeln!(lock, "{}", std::process::id())?;
     raise_nofile();
     let token = load_or_create_token(&cfg)?;
+    let standby_key = match cfg.standby {
+        Some(_) => Some(load_or_create_standby_key(&cfg.data_dir)?),
+        None => None,
+    };
 
-    // Bind before starting anything, so a busy address starts no server.
-    let tcp = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (listen in {})",
-                cfg.listen,
-                cfg.path.display()
-            )
-        })?;
+    // Bind before starting anything, so a busy address starts no server. At a takeover the
+    // previous active has exited (its sockets are closed) before we get here; should its port
+    // still be taken, the new active serves on the Unix socket alone rather than leave the
+    // servers without a node manager.
+    let tcp = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => Some(l),
+        Err(e) if takeover.is_some() => {
+            tracing::error!(
+                listen = %cfg.listen, error = %e,
+                "cannot listen on the API address after the takeover: serving on the Unix socket only"
+            );
+            None
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot listen on {} (listen in {})",
+                    cfg.listen,
+                    cfg.path.display()
+                )
+            });
+        }
+    };
     let sock_path = cfg.data_dir.join("nm.sock");
     // We hold the instance lock: a socket file left there is stale.
     let _ = std::fs::remove_file(&sock_path);
@@ -63,13 +149,67 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
         .with_context(|| format!("cannot bind the API socket {}", sock_path.display()))?;
     std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", sock_path.display()))?;
+    let standby_listener = match cfg.standby {
+        Some(pair) => match replication::driver::bind_standby_port(pair.port).await {
+            Ok(l) => Some(l),
+            // a fresh start fails whole; a takeover must go on serving without a standby
+            Err(e) if takeover.is_none() => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on the standby port 127.0.0.1:{} (standby_port in {})",
+                        pair.port,
+                        cfg.path.display()
+                    )
+                });
+            }
+            Err(e) => {
+                tracing::error!(
+                    port = pair.port,
+                    error = %e,
+                    "cannot listen on the standby port: running without a standby"
+                );
+                None
+            }
+        },
+        None => None,
+    };
 
     let (sup, sup_task) = driver::start(SupervisorConfig {
         data_dir: cfg.data_dir.clone(),
-        crash_recovery: cfg.crash_recovery,
+        // a takeover always adopts: the servers are the pair's, not a new daemon's
+        crash_recovery: cfg.crash_recovery || takeover.is_some(),
         servers: cfg.servers.clone(),
     })
     .context("cannot start the supervisor")?;
+
+    // The standby is launched only now: had anything above failed, it would have taken over.
+    let pair: Option<ActiveHandle> = match (cfg.standby, standby_listener, standby_key) {
+        (Some(pair), Some(listener), Some(key)) => {
+            let program = std::env::current_exe().context("cannot find nm-daemon's executable")?;
+            let (takeovers, started) = takeover
+                .as_ref()
+                .map_or((0, None), |(_, n, started)| (*n, *started));
+            let (handle, _task) = replication::driver::start_active(
+                ActiveConfig {
+                    key,
+                    timing: timing(pair),
+                    program,
+                    args: vec![
+                        "--config".into(),
+                        cfg.path.clone().into_os_string(),
+                        "--standby".into(),
+                    ],
+                    stderr: Some(standby_log_path(&cfg)),
+                    takeovers,
+                    pair_started_ms: started.unwrap_or_else(replication::driver::unix_ms),
+                },
+                listener,
+            )
+            .context("cannot start the standby node manager")?;
+            Some(handle)
+        }
+        _ => None,
+    };
 
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel::<ShutdownRequest>(1);
     let (reply_tx, reply_rx) = oneshot::channel::<ShutdownReply>();
@@ -78,11 +218,15 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
         pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
         started_at: crate::wall_now(),
         data_dir: cfg.data_dir.clone(),
+        standby_log: cfg.standby.map(|_| standby_log_path(&cfg)),
         // the bound address: `listen = "127.0.0.1:0"` shows the port it got
         listen: tcp
-            .local_addr()
-            .map_or_else(|_| cfg.listen.to_string(), |a| a.to_string()),
+            .as_ref()
+            .and_then(|t| t.local_addr().ok())
+            .map_or_else(|| cfg.listen.to_string(), |a| a.to_string()),
         sup: sup.clone(),
+        pair: pair.clone(),
+        last_takeover: takeover.as_ref().map(|(info, _, _)| info.clone()),
         token: Arc::new(token),
         shutdown: shutdown_tx,
         shutdown_done: Arc::new(tokio::sync::Mutex::new(Some(reply_rx))),
@@ -91,11 +235,13 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
     let graceful = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let tcp_server = tokio::spawn(
-        axum::serve(tcp, api::router(state.clone(), true))
-            .with_graceful_shutdown(graceful(stop_http.clone()))
-            .into_future(),
-    );
+    let tcp_server = tcp.map(|tcp| {
+        tokio::spawn(
+            axum::serve(tcp, api::router(state.clone(), true))
+                .with_graceful_shutdown(graceful(stop_http.clone()))
+                .into_future(),
+        )
+    });
     let unix_server = tokio::spawn(
         axum::serve(unix, api::router(state.clone(), false))
             .with_graceful_shutdown(graceful(stop_http.clone()))
@@ -103,9 +249,15 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
     );
     tracing::info!(
         node = %cfg.node, pid = state.pid, listen = %cfg.listen, socket = %sock_path.display(),
-        servers = cfg.servers.len(), "nm-daemon started"
+        servers = cfg.servers.len(), standby_port = cfg.standby.map(|p| p.port),
+        "nm-daemon started"
     );
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let mut notify = vec![sd_notify::NotifyState::Ready];
+    if takeover.is_some() {
+        // the service manager's main PID is now us (needs NotifyAccess=all)
+        notify.push(sd_notify::NotifyState::MainPid(std::process::id()));
+    }
+    let _ = sd_notify::notify(&notify);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -115,6 +267,10 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
         Some(req) = shutdown_rx.recv() => Stop::Api(req),
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // stopNodeManager (seed 000): the standby goes first, so our exit is no takeover
+    if let Some(pair) = &pair {
+        pair.shutdown().await;
+    }
     match reason {
         Stop::Signal(sig) => {
             tracing::info!(
@@ -143,13 +299,16 @@ pub(crate) async fn run(cfg: NodeConfig) -> Result<()> {
     }
     let _ = stop_http_tx.send(true);
     let _ = tokio::time::timeout(DRAIN, async {
-        let _ = tcp_server.await;
+        if let Some(t) = tcp_server {
+            let _ = t.await;
+        }
         let _ = unix_server.await;
     })
     .await;
     let _ = sup_task.await;
     let _ = std::fs::remove_file(&sock_path);
     tracing::info!("nm-daemon exited");
+    drop(lock);
     Ok(())
 }
 
@@ -158,23 +317,53 @@ enum Stop {
     Api(ShutdownRequest),
 }
 
-/// One daemon per data directory: an exclusive `flock` on `data_dir/nm.lock`, held for the
-/// process's life and released by the kernel when it dies (no stale-lock guessing).
-fn lock_instance(data_dir: &Path) -> Result<std::fs::File> {
+fn timing(pair: StandbyConfig) -> Timing {
+    Timing {
+        heartbeat: pair.heartbeat,
+        timeout: pair.timeout,
+    }
+}
+
+/// `<node>_standby.log` beside `nm.log` (seed 000).
+pub(crate) fn standby_log_path(cfg: &NodeConfig) -> PathBuf {
+    cfg.data_dir.join(format!("{}_standby.log", cfg.node))
+}
+
+/// Creates the data directory (0700) or restricts an existing one to 0700: it holds the API
+/// socket (no token needed there), the token and the standby key.
+fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let mode = std::fs::metadata(data_dir)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if mode != 0o700 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot restrict data directory {} to mode 0700",
+                    data_dir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// One active daemon per data directory: an exclusive `flock` on `data_dir/nm.lock`, held for the
+/// process's life and released by the kernel when it dies (no stale-lock guessing). A standby
+/// waits on the same lock: it becomes active only when the kernel hands the lock over.
+fn lock_instance(data_dir: &Path) -> Result<File> {
     let path = data_dir.join("nm.lock");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if let Err(e) = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        let holder = holder.trim();
-        if e == rustix::io::Errno::WOULDBLOCK {
+    match replication::driver::try_lock(&path) {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => {
+            let mut holder = String::new();
+            let _ = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut holder));
+            let holder = holder.trim();
             bail!(
                 "another nm-daemon{} is already running with data_dir {}",
                 if holder.is_empty() {
@@ -185,48 +374,118 @@ fn lock_instance(data_dir: &Path) -> Result<std::fs::File> {
                 data_dir.display()
             );
         }
-        bail!("cannot lock {}: {e}", path.display());
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
-    f.set_len(0)?;
-    writeln!(f, "{}", std::process::id())?;
-    Ok(f)
 }
 
-/// `nm.log` in the data directory (human or JSON lines), plus human lines on stderr. `NM_LOG`
-/// overrides the level filter (e.g. `NM_LOG=debug`).
-fn init_logging(cfg: &NodeConfig) -> Result<tracing_appender::non_blocking::WorkerGuard> {
-    let file = std::fs::OpenOptions::new()
+/// The daemon's own log file (human or JSON lines), which a standby switches from
+/// `<node>_standby.log` to `nm.log` at its takeover; plus human lines on stderr for a daemon
+/// started as the active. `NM_LOG` overrides the level filter (e.g. `NM_LOG=debug`).
+///
+/// Lines are written synchronously (one `write` each, to the page cache): no logging thread.
+#[derive(Clone)]
+pub(crate) struct LogFile(Arc<LogTarget>);
+
+/// The file behind a [`LogFile`]; `&LogTarget` is the writer tracing uses.
+pub(crate) struct LogTarget(Mutex<File>);
+
+impl Write for &LogTarget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(()) // unbuffered
+    }
+}
+
+impl LogFile {
+    fn init(cfg: &NodeConfig, path: &Path, stderr: bool) -> Result<Self> {
+        let file = Arc::new(LogTarget(Mutex::new(open_log(path)?)));
+        let filter =
+            || EnvFilter::try_from_env("NM_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+        let file_layer = match cfg.log_format {
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(file.clone())
+                .with_filter(filter())
+                .boxed(),
+            LogFormat::Human => tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file.clone())
+                .with_filter(filter())
+                .boxed(),
+        };
+        let stderr_layer = stderr.then(|| {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter(filter())
+        });
+        tracing_subscriber::registry()
+            .with(file_layer)
+            .with(stderr_layer)
+            .try_init()
+            .context("cannot set up logging")?;
+        Ok(Self(file))
+    }
+
+    /// Writes every later line to `path` instead.
+    fn switch(&self, path: &Path) -> Result<()> {
+        let new = open_log(path)?;
+        *self.0.0.lock().unwrap_or_else(PoisonError::into_inner) = new;
+        Ok(())
+    }
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(cfg.data_dir.join("nm.log"))
-        .with_context(|| format!("cannot open {}", cfg.data_dir.join("nm.log").display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(file);
-    let filter =
-        || EnvFilter::try_from_env("NM_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let file_layer = match cfg.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(writer)
-            .with_filter(filter())
-            .boxed(),
-        LogFormat::Human => tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(writer)
-            .with_filter(filter())
-            .boxed(),
-    };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .with_filter(filter());
-    tracing_subscriber::registry()
-        .with(file_layer)
-        .with(stderr_layer)
-        .try_init()
-        .context("cannot set up logging")?;
-    Ok(guard)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The standby link's key, `data_dir/standby.key` (0600, 256 random bits, generated by the
+/// first active). It never leaves the node: both ends of the link read it from the disk.
+fn load_or_create_standby_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let path = data_dir.join("standby.key");
+    match read_standby_key(data_dir) {
+        Ok(k) => return Ok(k),
+        Err(_) if !path.exists() => {}
+        Err(e) => return Err(e),
+    }
+    let key = random_hex()?;
+    write_atomic(&path, format!("{key}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the standby link key");
+    Ok(key.into_bytes())
+}
+
+fn read_standby_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let path = data_dir.join("standby.key");
+    let key = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the standby link key {}", path.display()))?;
+    let key = key.trim();
+    if key.len() < 32 {
+        bail!(
+            "the standby link key {} is too short (at least 32 characters)",
+            path.display()
+        );
+    }
+    Ok(key.as_bytes().to_vec())
+}
+
+/// 256 random bits as hex.
+fn random_hex() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Each server costs the daemon a pidfd: lift the soft open-file limit to the hard one.
@@ -256,9 +515,7 @@ fn load_or_create_token(cfg: &NodeConfig) -> Result<String> {
         }
         _ => {}
     }
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness for the API token: {e}"))?;
-    let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let token = random_hex().context("cannot generate the API token")?;
     // write_atomic creates the file 0600
     write_atomic(&path, format!("{token}\n").as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -22,6 +22,10 @@ struct Args {
     /// Validate the config, print a summary and exit (0 when valid, 2 when not).
     #[arg(long)]
     check: bool,
+    /// Run as the standby node manager: watch the active, take over when it dies. The active
+    /// launches its standby itself when `standby_port` is set; operators do not need this.
+    #[arg(long, conflicts_with = "check")]
+    standby: bool,
 }
 
 /// Exit status for a config that does not validate.
@@ -38,6 +42,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if args.standby && cfg.standby.is_none() {
+        eprintln!(
+            "nm-daemon: --standby needs standby_port in {}",
+            cfg.path.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if args.check {
         println!(
             "{}: ok (node {:?}, {} server{}, data_dir {})",
@@ -59,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    match rt.block_on(daemon::run(cfg)) {
+    match rt.block_on(daemon::run(cfg, args.standby)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nm-daemon: {e:#}");

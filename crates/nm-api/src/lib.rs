@@ -57,8 +57,45 @@ pub struct NodeStatus {
     pub standby_pid: Option<i32>,
     /// Takeovers by a standby since the pair started; 0 without replication.
     pub takeovers: u64,
+    /// The standby node manager as the active sees it; `null` without replication.
+    #[serde(default)]
+    pub standby: Option<StandbyStatus>,
+    /// The takeover that made this process the active; `null` when it started as the active.
+    #[serde(default)]
+    pub last_takeover: Option<TakeoverInfo>,
     /// How many servers are in each state (only states with at least one server).
     pub servers: std::collections::BTreeMap<String, usize>,
+}
+
+/// The standby node manager, in [`NodeStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyStatus {
+    /// Its PID; `null` while none runs.
+    pub pid: Option<i32>,
+    /// `launching`, `attached` (watching the active), `replacing` (being killed to be replaced),
+    /// `down` (none running, the next launch is due), `stopping` or `stopped`.
+    pub state: String,
+    /// Seconds since it was launched (or attached, for one started by hand); `null` without a
+    /// PID.
+    pub uptime_secs: Option<u64>,
+    /// Standbys this active has launched (1 when the first one still runs).
+    pub launches: u64,
+    /// The loopback port of the standby link.
+    pub port: u16,
+    /// Link frames and handshakes dropped for failing authentication or decoding.
+    pub rejected_frames: u64,
+}
+
+/// How this active came to be: a standby's takeover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverInfo {
+    /// When it took over (RFC 3339, UTC).
+    pub at: String,
+    /// The previous active's PID, when the link had told it.
+    pub from_pid: Option<i32>,
+    /// `died` (the previous active's process ended) or `fenced` (it stopped answering for
+    /// `standby_timeout` and the standby killed it).
+    pub reason: String,
 }
 
 /// One server, as `server list` and `server status` show it.

@@ -20,8 +20,6 @@ use crate::link::{self, LinkEvent, LinkWriter, Msg, Pending, Welcome};
 /// What the active's side needs.
 #[derive(Debug, Clone)]
 pub struct ActiveConfig {
-    /// The standby port, bound on loopback (`0`: any free port, for tests).
-    pub port: u16,
     /// The node's standby key.
     pub key: Vec<u8>,
     /// Heartbeat timing.
@@ -83,10 +81,18 @@ enum Input {
     Exited(Pid, String),
 }
 
-/// Binds the standby port on loopback, launches the first standby and runs the active's side
-/// until [`ActiveHandle::shutdown`] completes. A busy port is an error and starts nothing.
-pub async fn start_active(cfg: ActiveConfig) -> io::Result<(ActiveHandle, JoinHandle<()>)> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.port))).await?;
+/// Binds the standby port on loopback (`0`: any free port). Bind it before anything else starts,
+/// so a busy port starts nothing; hand it to [`start_active`] once the active is ready.
+pub async fn bind_standby_port(port: u16) -> io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
+}
+
+/// Launches the first standby and runs the active's side on `listener` (from
+/// [`bind_standby_port`]) until [`ActiveHandle::shutdown`] completes.
+pub fn start_active(
+    cfg: ActiveConfig,
+    listener: TcpListener,
+) -> io::Result<(ActiveHandle, JoinHandle<()>)> {
     let port = listener.local_addr()?.port();
     let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let welcome = Welcome {

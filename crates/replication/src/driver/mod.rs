@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
-pub use active::{ActiveConfig, ActiveHandle, PairStatus, start_active};
+pub use active::{ActiveConfig, ActiveHandle, PairStatus, bind_standby_port, start_active};
 pub use standby::{StandbyConfig, StandbyOutcome, Takeover, run_standby};
 
 use crate::core::Pid;

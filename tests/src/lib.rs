@@ -55,6 +55,8 @@ pub struct Node {
     pub listen: String,
     /// Marks every process started for this node (inherited by its servers), for cleanup.
     pub tag: String,
+    /// Top-level keys written before the servers (e.g. `standby_port = 5557`).
+    pub top: String,
     daemon: Option<Child>,
 }
 
@@ -71,6 +73,12 @@ impl Node {
     /// Writes the config without starting anything.
     #[must_use]
     pub fn configure(servers: &str) -> Self {
+        Self::configure_with("", servers)
+    }
+
+    /// Writes the config with extra top-level keys (`top`, TOML lines) without starting anything.
+    #[must_use]
+    pub fn configure_with(top: &str, servers: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nm-test-")
             .tempdir()
@@ -89,6 +97,7 @@ impl Node {
             data_dir,
             listen,
             tag,
+            top: top.to_owned(),
             daemon: None,
         };
         node.write_config(servers);
@@ -99,9 +108,10 @@ impl Node {
     /// daemon start.
     pub fn write_config(&self, servers: &str) {
         let text = format!(
-            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n\n{servers}\n",
+            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n{}\n\n{servers}\n",
             self.data_dir.display(),
-            self.listen
+            self.listen,
+            self.top
         );
         std::fs::write(&self.config, text).expect("write config");
     }
@@ -138,6 +148,66 @@ impl Node {
                 .filter(|s| s.pid == pid as i32)
         })
         .await;
+    }
+
+    /// The active node manager's status, from the Unix socket.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        self.client().get::<NodeStatus>("/v1/status").await.ok()
+    }
+
+    /// Waits until the status satisfies `pred` and returns it.
+    pub async fn wait_status(&self, what: &str, pred: impl Fn(&NodeStatus) -> bool) -> NodeStatus {
+        let end = Instant::now() + DEADLINE;
+        let mut last = None;
+        loop {
+            if let Some(st) = self.status().await {
+                if pred(&st) {
+                    return st;
+                }
+                last = Some(st);
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; last status {last:#?}\n--- processes\n{}\n{}\n--- nm.log\n{}\n--- standby log\n{}",
+                self.processes(),
+                self.daemon_output(),
+                self.read_data("nm.log"),
+                self.read_data("test_standby.log")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// This node's live processes, one line each (`/proc/PID/stat` up to the parent), for
+    /// failure messages.
+    #[must_use]
+    pub fn processes(&self) -> String {
+        pids_with_env(&format!("NM_TEST_NODE={}", self.tag))
+            .into_iter()
+            .filter_map(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                Some(
+                    stat.split_whitespace()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A file of the data directory as text ("" when missing).
+    #[must_use]
+    pub fn read_data(&self, name: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join(name)).unwrap_or_default()
+    }
+
+    /// Reaps the daemon this helper started, after something else killed it.
+    pub fn forget_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.wait();
+        }
     }
 
     /// The daemon's PID, if started by this helper and not known dead.
@@ -244,12 +314,27 @@ impl Drop for Node {
     }
 }
 
-/// SIGKILL of every process whose environment carries `NM_TEST_NODE=tag`.
+/// SIGKILL of every process whose environment carries `NM_TEST_NODE=tag`: node managers first
+/// (so none restarts a server it sees killed), then the rest, until none is left.
 pub fn kill_tagged(tag: &str) {
     let needle = format!("NM_TEST_NODE={tag}");
-    for pid in pids_with_env(&needle) {
-        if let Some(p) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    for _ in 0..50 {
+        let pids: Vec<i32> = pids_with_env(&needle)
+            .into_iter()
+            .filter(|&p| alive(p))
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        let is_daemon = |p: &i32| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "nm-daemon")
+        };
+        let (daemons, others): (Vec<i32>, Vec<i32>) = pids.into_iter().partition(is_daemon);
+        for pid in daemons.into_iter().chain(others) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
         }
     }
 }

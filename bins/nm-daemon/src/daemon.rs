@@ -80,11 +80,13 @@ async fn run_standby(cfg: NodeConfig) -> Result<()> {
         TakeoverReason::Fenced => "fenced",
     };
     tracing::warn!(
+        pid = std::process::id(),
         takeovers = takeover.takeovers,
         "the active node manager ({from}) {reason}: this standby becomes the active"
     );
     log.switch(&cfg.data_dir.join("nm.log"))?;
     tracing::warn!(
+        pid = std::process::id(),
         takeovers = takeover.takeovers,
         "took over from the active node manager ({from}, {reason}); takeover #{}",
         takeover.takeovers

@@ -132,28 +132,31 @@ pub(crate) struct LinkReader {
 }
 
 impl LinkReader {
-    /// Spawns a task that reads the link and reports each frame as `(id, event)` until the link
-    /// closes (the last event is always `Closed`) or the receiver is gone.
+    /// Spawns [`LinkReader::run`] as a task of its own.
     pub(crate) fn spawn<T: Copy + Send + 'static>(
-        mut self,
+        self,
         id: T,
         tx: mpsc::UnboundedSender<(T, LinkEvent)>,
     ) {
-        tokio::spawn(async move {
-            loop {
-                let event = match read_frame(&mut self.r).await {
-                    Ok(frame) => self.open(&frame),
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        LinkEvent::Closed("closed by the peer".into())
-                    }
-                    Err(e) => LinkEvent::Closed(e.to_string()),
-                };
-                let closed = matches!(event, LinkEvent::Closed(_));
-                if tx.send((id, event)).is_err() || closed {
-                    return;
+        tokio::spawn(self.run(id, tx));
+    }
+
+    /// Reads the link and reports each frame as `(id, event)` until the link closes (the last
+    /// event is always `Closed`) or the receiver is gone.
+    pub(crate) async fn run<T: Copy>(mut self, id: T, tx: mpsc::UnboundedSender<(T, LinkEvent)>) {
+        loop {
+            let event = match read_frame(&mut self.r).await {
+                Ok(frame) => self.open(&frame),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    LinkEvent::Closed("closed by the peer".into())
                 }
+                Err(e) => LinkEvent::Closed(e.to_string()),
+            };
+            let closed = matches!(event, LinkEvent::Closed(_));
+            if tx.send((id, event)).is_err() || closed {
+                return;
             }
-        });
+        }
     }
 
     fn open(&mut self, frame: &[u8]) -> LinkEvent {

@@ -244,7 +244,7 @@ impl Driver {
                     self.send(Msg::Shutdown).await;
                 }
                 KeeperAction::Kill { pid } => {
-                    if let Some(p) = self.procs.get(&pid) {
+                    if let Some(p) = self.procs.get(&pid).filter(|p| !is_me(p.pid())) {
                         if let Err(e) = p.kill() {
                             tracing::error!(pid, error = %e, "cannot kill the standby");
                         }
@@ -361,7 +361,12 @@ async fn accept_loop(
         let key = key.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
             let input = match link::accept(stream, &key, timing.timeout).await {
+                // never our own standby: attaching (and later killing) ourselves must be impossible
+                Ok(pending) if pending.pid == me => {
+                    Input::Rejected(format!("{peer}: a standby claiming this process's own pid"))
+                }
                 Ok(pending) => match PinnedProcess::open(pending.pid, Some(pending.start_time)) {
                     Ok(pinned) => Input::Attaching(Box::new(pending), pinned),
                     Err(e) => Input::Rejected(format!(
@@ -374,6 +379,10 @@ async fn accept_loop(
             let _ = tx.send(input);
         });
     }
+}
+
+fn is_me(pid: Pid) -> bool {
+    u32::try_from(pid).is_ok_and(|p| p == std::process::id())
 }
 
 fn describe(st: std::process::ExitStatus) -> String {

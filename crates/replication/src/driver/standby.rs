@@ -80,6 +80,10 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
     let mut active: Option<PinnedProcess> = None;
     let mut lock: Option<File> = None;
     let mut rejected: u64 = 0;
+    // Every task of the standby's link lives here and is aborted when it returns: a connection
+    // attempt still in flight at a takeover would otherwise reach this very process once it
+    // listens on the standby port as the active, and attach it as its own standby.
+    let mut tasks = tokio::task::JoinSet::new();
     core.on_start(now());
     loop {
         while let Some(ev) = core.poll_event() {
@@ -91,7 +95,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                     let tx = tx.clone();
                     let key = cfg.key.clone();
                     let timeout = cfg.timing.timeout;
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         let r = link::connect(addr, &key, me, timeout)
                             .await
                             .map_err(|e: HandshakeError| e.to_string());
@@ -165,7 +169,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                 Ok(Connected::Linked(reader, w, info)) => {
                     match pin_active(&cfg, info) {
                         Ok(pinned) => {
-                            reader.spawn((), link_tx.clone());
+                            tasks.spawn(reader.run((), link_tx.clone()));
                             writer = Some(w);
                             active = Some(pinned);
                             core.on_linked(now(), info);
@@ -193,13 +197,16 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
     }
 }
 
-/// Pins the active that welcomed us and checks it is who it says: alive, started when it says,
-/// and the holder of `nm.lock` by the kernel's own account. Only then may it ever be fenced.
+/// Pins the active that welcomed us and checks it is who it says: alive when pinned, started
+/// when it says, and the holder of `nm.lock` by the kernel's own account. Only then may it ever be
+/// fenced. An active that died between its welcome and this check is still recorded (it cannot be
+/// fenced any more, and the takeover should name it).
 fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<PinnedProcess, String> {
     let pinned = PinnedProcess::open(info.pid, Some(info.start_time))
         .map_err(|e| format!("the active's identity does not check out: {e}"))?;
     match lock_holder(&cfg.lock_path) {
         Ok(Some(holder)) if holder == info.pid => Ok(pinned),
+        _ if pinned.has_exited() => Ok(pinned),
         Ok(holder) => Err(format!(
             "process {} says it is the active, but {} holds {}",
             info.pid,

@@ -1,0 +1,378 @@
+//! The active/standby node manager pair (seed 000, JEUS): takeover after kill -9, fencing of a
+//! hung active, replacement of a dead standby, the ordered shutdown, and that the kernel's lock
+//! never lets two node managers be active for one data directory.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::io::{Read, Write};
+
+use nm_api::client::{Client, Endpoint};
+use nm_api::{NodeStatus, ServerState as St};
+use nm_tests::{Node, alive, bin, free_port, kill9, pids_with_env, wait_for};
+
+const TWO: &str = "[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n\n\
+                   [[server]]\nname = \"b\"\ncommand = [\"sleep\", \"1001\"]\n";
+
+fn pair_keys() -> String {
+    format!("standby_port = {}\n", free_port())
+}
+
+/// Starts a pair and waits until its standby watches the active.
+async fn start_pair(top: &str, servers: &str) -> (Node, NodeStatus) {
+    let mut node = Node::configure_with(top, servers);
+    node.start_daemon().await;
+    let st = attached(&node, "the first standby to attach").await;
+    (node, st)
+}
+
+async fn attached(node: &Node, what: &str) -> NodeStatus {
+    node.wait_status(what, |s| {
+        s.standby
+            .as_ref()
+            .is_some_and(|sb| sb.state == "attached" && sb.pid.is_some())
+    })
+    .await
+}
+
+/// The live nm-daemon processes of this node (active and standbys).
+fn daemons(node: &Node) -> Vec<i32> {
+    pids_with_env(&format!("NM_TEST_NODE={}", node.tag))
+        .into_iter()
+        .filter(|&p| alive(p))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "nm-daemon")
+        })
+        .collect()
+}
+
+fn logs(node: &Node) -> String {
+    format!(
+        "--- processes\n{}\n--- nm.log\n{}\n--- standby log\n{}",
+        node.processes(),
+        node.read_data("nm.log"),
+        node.read_data("test_standby.log")
+    )
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+#[tokio::test]
+async fn kill9_of_the_active_three_times_keeps_every_server_and_the_api_address() {
+    let (mut node, st) = start_pair(&pair_keys(), TWO).await;
+    assert_eq!(st.takeovers, 0);
+    let a = node.running_pid("a").await;
+    let b = node.running_pid("b").await;
+    let tcp = Client::new(Endpoint::Tcp {
+        addr: node.listen.clone(),
+        token: node.token(),
+    });
+    let mut active = st.pid;
+    let mut standby = st.standby_pid.unwrap();
+    for round in 1..=3u64 {
+        if round == 1 {
+            node.kill9_daemon(); // our child: killed and reaped
+        } else {
+            kill9(active);
+        }
+        let st = node
+            .wait_status(&format!("takeover #{round} by standby {standby}"), |s| {
+                s.pid == standby && s.takeovers == round
+            })
+            .await;
+        // the same TCP address answers, from the new active
+        let over_tcp: NodeStatus = wait_for("the API address to answer again", || async {
+            tcp.get::<NodeStatus>("/v1/status").await.ok()
+        })
+        .await;
+        assert_eq!(over_tcp.pid, standby);
+        let tk = st.last_takeover.clone().unwrap();
+        assert_eq!(
+            (tk.from_pid, tk.reason.as_str()),
+            (Some(active), "died"),
+            "{}",
+            logs(&node)
+        );
+        // every server kept its PID: adopted, not restarted
+        for (name, pid) in [("a", a), ("b", b)] {
+            let s = node.server(name).await;
+            assert_eq!(
+                (s.state, s.pid, s.restart_count),
+                (St::Running, Some(pid), 0)
+            );
+        }
+        // a fresh standby watches the new active
+        let st = attached(&node, "a fresh standby").await;
+        let fresh = st.standby_pid.unwrap();
+        assert!(fresh != standby && fresh != active);
+        assert!(!alive(active));
+        active = standby;
+        standby = fresh;
+        let nm_log = node.read_data("nm.log");
+        assert_eq!(
+            count(&nm_log, "took over from the active node manager"),
+            round as usize
+        );
+        assert_eq!(
+            count(
+                &node.read_data("test_standby.log"),
+                "this standby becomes the active"
+            ),
+            round as usize
+        );
+    }
+    let mut live = daemons(&node);
+    live.sort_unstable();
+    let mut want = vec![active, standby];
+    want.sort_unstable();
+    assert_eq!(live, want, "exactly one active and one standby");
+}
+
+#[tokio::test]
+async fn a_stopped_active_is_fenced_by_the_standby_which_takes_over() {
+    let top = format!(
+        "{}standby_heartbeat = \"200ms\"\nstandby_timeout = \"2s\"\n",
+        pair_keys()
+    );
+    let (mut node, st) = start_pair(&top, TWO).await;
+    let a = node.running_pid("a").await;
+    let (active, standby) = (st.pid, st.standby_pid.unwrap());
+    let p = rustix::process::Pid::from_raw(active).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
+    let st = node
+        .wait_status("the standby to fence and take over", |s| s.pid == standby)
+        .await;
+    node.forget_daemon();
+    assert!(!alive(active), "the hung active was killed");
+    let tk = st.last_takeover.unwrap();
+    assert_eq!((tk.from_pid, tk.reason.as_str()), (Some(active), "fenced"));
+    assert_eq!(st.takeovers, 1);
+    assert_eq!(node.server("a").await.pid, Some(a));
+    assert!(
+        node.read_data("test_standby.log")
+            .contains("fenced the silent active")
+    );
+    attached(&node, "a fresh standby").await;
+}
+
+#[tokio::test]
+async fn a_killed_standby_is_replaced_and_the_active_says_so() {
+    let (node, st) = start_pair(&pair_keys(), TWO).await;
+    let old = st.standby_pid.unwrap();
+    kill9(old);
+    let st = node
+        .wait_status("a new standby", |s| {
+            s.standby
+                .as_ref()
+                .is_some_and(|sb| sb.state == "attached" && sb.pid.is_some_and(|p| p != old))
+        })
+        .await;
+    assert_eq!(st.pid, node.daemon_pid().unwrap() as i32, "no takeover");
+    assert_eq!(st.takeovers, 0);
+    assert_eq!(st.standby.unwrap().launches, 2);
+    assert!(
+        node.read_data("nm.log")
+            .contains("the standby node manager died; launching a new one"),
+        "{}",
+        node.read_data("nm.log")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_standby_then_the_active_without_a_takeover() {
+    let (mut node, st) = start_pair(&pair_keys(), TWO).await;
+    let a = node.running_pid("a").await;
+    let standby = st.standby_pid.unwrap();
+    let (code, out, err) = node.cli(&["shutdown"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(node.wait_daemon_exit().await.success());
+    wait_for("the standby to exit", || async {
+        (!alive(standby)).then_some(())
+    })
+    .await;
+    assert_eq!(daemons(&node), Vec::<i32>::new());
+    assert!(alive(a), "servers keep running");
+    let standby_log = node.read_data("test_standby.log");
+    assert!(standby_log.contains("terminating on the active node manager's request"));
+    assert!(standby_log.contains("the standby node manager exited"));
+    assert!(!standby_log.contains("becomes the active"), "{standby_log}");
+    assert!(!node.read_data("nm.log").contains("took over"));
+    // and nothing answers any more
+    assert!(node.status().await.is_none());
+}
+
+#[tokio::test]
+async fn a_server_killed_during_the_takeover_window_is_restarted_once() {
+    let (mut node, st) = start_pair(&pair_keys(), TWO).await;
+    let a = node.running_pid("a").await;
+    let b = node.running_pid("b").await;
+    let standby = st.standby_pid.unwrap();
+    // freeze the active so it cannot see the server die, kill the server, then the active
+    let p = rustix::process::Pid::from_raw(st.pid).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
+    kill9(a);
+    node.kill9_daemon();
+    node.wait_status("the takeover", |s| s.pid == standby).await;
+    let a_now = node
+        .wait_server("a", "restarted", |s| {
+            s.state == St::Running && s.pid != Some(a)
+        })
+        .await;
+    assert_eq!(a_now.restart_count, 1);
+    attached(&node, "a fresh standby").await;
+    // exactly one process runs `a`, and the log shows one restart
+    let tagged = pids_with_env(&format!("NM_TEST_NODE={}", node.tag));
+    let running_a: Vec<i32> = tagged
+        .into_iter()
+        .filter(|&p| alive(p))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c == "sleep\u{0}1000\u{0}")
+        })
+        .collect();
+    assert_eq!(running_a, vec![a_now.pid.unwrap()]);
+    assert_eq!(node.server("a").await.restart_count, 1);
+    assert_eq!(node.server("b").await.pid, Some(b));
+}
+
+#[tokio::test]
+async fn without_standby_port_there_is_one_process_and_no_standby() {
+    let node = Node::start(TWO).await;
+    node.running_pid("a").await;
+    let st = node.status().await.unwrap();
+    assert_eq!((st.standby_pid, st.takeovers), (None, 0));
+    assert!(st.standby.is_none());
+    assert_eq!(daemons(&node), vec![node.daemon_pid().unwrap() as i32]);
+    assert!(!node.data_dir.join("standby.key").exists());
+    let (code, _, err) = node.cli(&["nm", "log", "--standby"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no standby"), "{err}");
+}
+
+#[tokio::test]
+async fn the_standby_log_starts_with_the_active_pid_and_is_served_by_the_cli() {
+    let (node, st) = start_pair(&pair_keys(), "").await;
+    // the active counts the standby attached once it sent its welcome; the standby logs the
+    // active's PID once it has checked it
+    let watching = format!("watching the active node manager, pid {}", st.pid);
+    let out = wait_for("the standby to log the active's PID", || async {
+        let (code, out, _) = node.cli(&["nm", "log", "--standby"]);
+        (code == 0 && out.contains(&watching)).then_some(out)
+    })
+    .await;
+    let starting = out.find("the standby node manager is starting").unwrap();
+    assert!(starting < out.find(&watching).unwrap(), "{out}");
+    let (code, out, _) = node.cli(&["status"]);
+    assert_eq!(code, 0);
+    for row in [
+        "standby_pid",
+        "standby_state",
+        "standby_uptime",
+        "takeovers",
+    ] {
+        assert!(out.contains(row), "{row} missing from\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn garbage_on_the_standby_port_is_counted_and_changes_nothing() {
+    let port = free_port();
+    let (node, st) = start_pair(&format!("standby_port = {port}\n"), "").await;
+    for junk in [
+        &b"\x00\x00\x00\x05hello"[..],
+        &b"\xff\xff\xff\xffxxxx"[..],
+        &[0u8; 64][..],
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut challenge = [0u8; 4];
+        s.read_exact(&mut challenge).unwrap();
+        s.write_all(junk).unwrap();
+        drop(s);
+    }
+    let after = node
+        .wait_status("the three bad handshakes to be counted", |s| {
+            s.standby.as_ref().is_some_and(|sb| sb.rejected_frames >= 3)
+        })
+        .await;
+    assert_eq!(after.pid, st.pid);
+    assert_eq!(
+        after.standby_pid, st.standby_pid,
+        "the standby is untouched"
+    );
+    assert_eq!(after.takeovers, 0);
+}
+
+/// Several standbys blocked on the lock at once (the "active" here is the test holding the
+/// lock): when it goes, exactly one becomes active; the others end up as its one standby or
+/// leave. Repeated to give the race several chances.
+#[tokio::test]
+async fn standbys_racing_for_the_lock_never_make_two_actives() {
+    for _round in 0..3 {
+        let port = free_port();
+        let node = Node::configure_with(&format!("standby_port = {port}\n"), TWO);
+        std::fs::create_dir_all(&node.data_dir).unwrap();
+        std::fs::write(node.data_dir.join("standby.key"), "k".repeat(64)).unwrap();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(node.data_dir.join("nm.lock"))
+            .unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        let racers: Vec<std::process::Child> = (0..3)
+            .map(|_| {
+                std::process::Command::new(bin("nm-daemon"))
+                    .args(["--standby", "--config"])
+                    .arg(&node.config)
+                    .env("NM_TEST_NODE", &node.tag)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // all three are up and waiting (each logs that no active answers)
+        wait_for("three waiting standbys", || async {
+            (count(
+                &node.read_data("test_standby.log"),
+                "cannot reach the active",
+            ) >= 3)
+                .then_some(())
+        })
+        .await;
+        drop(lock);
+        let st = node
+            .wait_status("one racer to become active", |_| true)
+            .await;
+        let racer_pids: Vec<i32> = racers.iter().map(|c| c.id() as i32).collect();
+        assert!(racer_pids.contains(&st.pid));
+        assert_eq!(
+            replication::driver::lock_holder(&node.data_dir.join("nm.lock")).unwrap(),
+            Some(st.pid),
+            "the kernel says the API's answerer holds the lock"
+        );
+        // the pair settles to one active and one standby; every other racer left
+        wait_for("one active and one standby", || async {
+            let live = daemons(&node);
+            let s = node.status().await?;
+            (live.len() == 2
+                && live.contains(&s.pid)
+                && s.standby.as_ref().is_some_and(|sb| sb.state == "attached"))
+            .then_some(())
+        })
+        .await;
+        assert_eq!(count(&node.read_data("nm.log"), "took over from"), 1);
+        let st = node.status().await.unwrap();
+        assert_eq!(
+            (st.takeovers, st.last_takeover.unwrap().from_pid),
+            (1, None)
+        );
+        for mut c in racers {
+            if c.id() as i32 != st.pid && Some(c.id() as i32) != st.standby_pid {
+                let _ = c.wait();
+            }
+        }
+    }
+}

@@ -376,3 +376,31 @@ async fn standbys_racing_for_the_lock_never_make_two_actives() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_server_an_operator_stopped_stays_stopped_across_a_takeover_but_not_a_daemon_start() {
+    let (mut node, st) = start_pair(&pair_keys(), TWO).await;
+    node.running_pid("a").await;
+    let b = node.running_pid("b").await;
+    let (code, out, err) = node.cli(&["server", "stop", "a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    node.kill9_daemon();
+    let standby = st.standby_pid.unwrap();
+    node.wait_status("the takeover", |s| s.pid == standby).await;
+    let a = node
+        .wait_server("a", "recovered", |s| s.state != St::Unknown)
+        .await;
+    assert_eq!((a.state, a.pid), (St::Shutdown, None), "{a:#?}");
+    assert!(a.reason.contains("stopped by an operator"), "{}", a.reason);
+    assert_eq!(node.server("b").await.pid, Some(b));
+    // a whole new daemon (after a shutdown) is a fresh start: auto_start decides again
+    let (code, out, err) = node.cli(&["shutdown"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the pair to exit", || async {
+        daemons(&node).is_empty().then_some(())
+    })
+    .await;
+    node.start_daemon().await;
+    node.running_pid("a").await;
+    assert!(!node.data_dir.join("servers/a.stopped").exists());
+}

@@ -180,6 +180,7 @@ async fn serve(
         data_dir: cfg.data_dir.clone(),
         // a takeover always adopts: the servers are the pair's, not a new daemon's
         crash_recovery: cfg.crash_recovery || takeover.is_some(),
+        keep_operator_stops: takeover.is_some(),
         servers: cfg.servers.clone(),
     })
     .context("cannot start the supervisor")?;

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let (sup, task) = driver::start(SupervisorConfig {
         data_dir: data.path().to_owned(),
         crash_recovery: true,
+        keep_operator_stops: false,
         servers: vec![Arc::new(ticker), Arc::new(crashy), Arc::new(idle)],
     })?;
 

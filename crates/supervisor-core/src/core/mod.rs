@@ -207,6 +207,9 @@ pub enum Recovered {
         /// What was found, for the log ("not running", "pid 42 is another process").
         detail: String,
     },
+    /// No lock file, and an operator's stop stands (kept across a takeover of the node manager
+    /// pair): the server stays `SHUTDOWN` whatever `auto_start` says.
+    StoppedByOperator,
     /// The lock file could not be trusted (torn, empty, garbage). The server is `UNKNOWN`.
     Untrusted {
         /// What was wrong.
@@ -429,6 +432,15 @@ impl Supervisor {
                     now,
                     ServerState::FailedNotRestartable,
                     &format!("{detail}; it was not meant to run"),
+                );
+            }
+            Recovered::StoppedByOperator => {
+                Self::set_state(
+                    s,
+                    &mut self.events,
+                    now,
+                    ServerState::Shutdown,
+                    "stopped by an operator before the takeover",
                 );
             }
             Recovered::Untrusted { detail } => {

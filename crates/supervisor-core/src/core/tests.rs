@@ -77,6 +77,21 @@ fn auto_start_off_leaves_it_shutdown() {
 }
 
 #[test]
+fn an_operator_stop_kept_across_a_takeover_wins_over_auto_start() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = true)]);
+    sup.on_recovered(t0, &name("web"), Recovered::StoppedByOperator);
+    assert!(drain(&mut sup).is_empty());
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    // the operator may start it again
+    assert_eq!(
+        sup.on_command(t0 + secs(1), "web", Command::Start),
+        Ok(Accepted::Changed)
+    );
+    assert_eq!(spawns(&drain(&mut sup)), 1);
+}
+
+#[test]
 fn a_crash_waits_restart_delay_in_failed_restarting_then_respawns() {
     let t0 = t0();
     let (mut sup, g) = started(t0, spec(|s| s.restart_delay = secs(3)));

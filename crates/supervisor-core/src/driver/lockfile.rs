@@ -110,6 +110,33 @@ impl LockDir {
         }
     }
 
+    /// The operator-stop marker of `server`: `servers/NAME.stopped`, present while an operator's
+    /// stop stands (a takeover keeps such a server stopped).
+    #[must_use]
+    pub fn stop_marker(&self, server: &ServerName) -> PathBuf {
+        self.dir.join(format!("{server}.stopped"))
+    }
+
+    /// Records that an operator stopped `server` (atomically, durably).
+    ///
+    /// # Errors
+    /// Any I/O error; the marker is then absent (a takeover would apply `auto_start`).
+    pub fn mark_stopped(&self, server: &ServerName) -> io::Result<()> {
+        write_atomic(&self.stop_marker(server), b"stopped by an operator\n")
+    }
+
+    /// Removes the operator-stop marker of `server`. A missing marker is fine.
+    ///
+    /// # Errors
+    /// Any other I/O error.
+    pub fn clear_stopped(&self, server: &ServerName) -> io::Result<()> {
+        match std::fs::remove_file(self.stop_marker(server)) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Names of servers that have a lock file (for reporting locks of servers no longer
     /// configured).
     pub fn names(&self) -> Vec<String> {

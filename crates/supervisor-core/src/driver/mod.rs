@@ -36,6 +36,11 @@ pub struct SupervisorConfig {
     /// default on). Off: only `auto_start` decides what starts. Live servers from lock files are
     /// adopted either way, so no second copy is ever started beside one.
     pub crash_recovery: bool,
+    /// Keep servers an operator stopped stopped (their `servers/NAME.stopped` marker), whatever
+    /// `auto_start` says: set at a takeover, where the node manager pair is one node manager and
+    /// an operator's stop must not be undone. Off (a daemon start): markers are dropped and
+    /// `auto_start` decides, as after a reboot.
+    pub keep_operator_stops: bool,
     /// The servers.
     pub servers: Vec<Arc<ServerSpec>>,
 }
@@ -200,6 +205,7 @@ impl SupervisorHandle {
 /// let (sup, task) = driver::start(SupervisorConfig {
 ///     data_dir: data.path().to_owned(),
 ///     crash_recovery: true,
+///     keep_operator_stops: false,
 ///     servers: vec![Arc::new(spec)],
 /// })?;
 /// // every change publishes a snapshot: wait on a condition, not on time
@@ -239,6 +245,7 @@ pub fn start(
         boot_id,
         procs: HashMap::new(),
         records: HashMap::new(),
+        stop_marks: std::collections::HashSet::new(),
         sweeps: Vec::new(),
         exit_tx,
         probe_tx,
@@ -278,7 +285,12 @@ pub fn start(
         if let Some(record) = rec.record {
             exec.records.insert(name.clone(), record);
         }
+        let stopped_marker = exec.locks.stop_marker(name).exists();
         let found = match rec.found {
+            Recovered::Nothing if stopped_marker && config.keep_operator_stops => {
+                exec.stop_marks.insert(name.clone());
+                Recovered::StoppedByOperator
+            }
             Recovered::Gone { detail, .. } if !config.crash_recovery => {
                 tracing::info!(server = %name, "{detail}; crash_recovery is off: not restarted for that");
                 if let Err(e) = exec.locks.remove(name) {
@@ -289,8 +301,14 @@ pub fn start(
             }
             found => found,
         };
+        if stopped_marker && found != Recovered::StoppedByOperator {
+            // a lock file (the server ran after the stop) or a daemon start: the stop is over
+            if let Err(e) = exec.locks.clear_stopped(name) {
+                tracing::warn!(server = %name, error = %e, "cannot remove the operator-stop marker");
+            }
+        }
         match &found {
-            Recovered::Nothing => {}
+            Recovered::Nothing | Recovered::StoppedByOperator => {}
             Recovered::Adopted { pid, .. } => {
                 tracing::info!(server = %name, pid, "adopted running server")
             }
@@ -370,6 +388,8 @@ struct Executor {
     boot_id: String,
     procs: HashMap<ServerName, Proc>,
     records: HashMap<ServerName, LockRecord>,
+    /// Servers whose operator-stop marker may exist (removed at their next start).
+    stop_marks: std::collections::HashSet<ServerName>,
     /// Start tokens of processes that just exited, to sweep for leftovers.
     sweeps: Vec<(ServerName, String)>,
     exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
@@ -405,6 +425,13 @@ impl Executor {
                     record.next_token.clear();
                 }
                 self.records.insert(server.clone(), record);
+                // started again: the operator's stop is over (after the lock write, so a crash in
+                // between finds the lock file, which wins over the marker)
+                if self.stop_marks.remove(server) {
+                    if let Err(e) = self.locks.clear_stopped(server) {
+                        tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
+                    }
+                }
                 core.on_spawned(now(), server, *generation, pid);
                 Ok(())
             }
@@ -450,7 +477,12 @@ impl Executor {
                 self.records.remove(server);
                 self.locks
                     .remove(server)
-                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
+                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))?;
+                // the operator's stop outlives this process: a takeover keeps the server down
+                self.stop_marks.insert(server.clone());
+                self.locks.mark_stopped(server).map_err(|e| {
+                    format!("writing {}: {e}", self.locks.stop_marker(server).display())
+                })
             }
         }
     }

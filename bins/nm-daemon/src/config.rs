@@ -959,6 +959,74 @@ auto_restart = true
     }
 
     #[test]
+    fn standby_port_turns_on_the_pair_with_default_timing() {
+        assert_eq!(parse_ok(HEAD).standby, None);
+        let config = parse_ok(&format!("{HEAD}standby_port = 5557\n"));
+        assert_eq!(
+            config.standby,
+            Some(StandbyConfig {
+                port: 5557,
+                heartbeat: Duration::from_millis(500),
+                timeout: Duration::from_secs(3),
+            })
+        );
+        let config = parse_ok(&format!(
+            "{HEAD}standby_port = 5557\nstandby_heartbeat = \"100ms\"\nstandby_timeout = 1\n"
+        ));
+        let pair = config.standby.unwrap();
+        assert_eq!(
+            (pair.heartbeat, pair.timeout),
+            (Duration::from_millis(100), Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn bad_standby_settings_are_refused_with_their_position() {
+        for (text, want) in [
+            (
+                "standby_port = 0\n",
+                "/etc/nm/nm.toml:3:16: standby_port must be 1 to 65535",
+            ),
+            (
+                "standby_port = 5556\n",
+                "/etc/nm/nm.toml:3:16: standby_port 5556 is the API's port (listen = \"127.0.0.1:5556\")",
+            ),
+            (
+                "standby_port = 5557\nstandby_timeout = \"900ms\"\n",
+                "/etc/nm/nm.toml:4:19: standby_timeout (900ms) must be at least twice standby_heartbeat (500ms)",
+            ),
+            (
+                "standby_port = 5557\nstandby_heartbeat = \"0s\"\n",
+                "/etc/nm/nm.toml:4:21: standby_heartbeat must be more than 0",
+            ),
+            (
+                "standby_timeout = \"5s\"\n",
+                "/etc/nm/nm.toml:3:19: standby_timeout needs standby_port (there is no standby without it)",
+            ),
+        ] {
+            assert_eq!(refused(&format!("{HEAD}{text}")), want, "{text}");
+        }
+        let e = refused(&format!("{HEAD}standby_port = 70000\n"));
+        assert!(e.starts_with("/etc/nm/nm.toml:3:16: "), "{e}");
+        let e = refused(&format!(
+            "{HEAD}standby_timeout = \"soon\"\nstandby_port = 1\n"
+        ));
+        assert!(e.contains("bad duration \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn a_standby_key_after_a_server_table_gets_the_top_level_hint() {
+        let e = refused(&format!(
+            "{HEAD}[[server]]\nname = \"a\"\ncommand = [\"true\"]\nstandby_port = 5557\n"
+        ));
+        assert!(e.contains("standby_port"), "{e}");
+        assert!(
+            e.contains("move it above the first [[server]] table"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn log_level_and_log_format_are_checked() {
         let e = refused(&format!("{HEAD}log_level = \"verbose\"\n"));
         assert_eq!(

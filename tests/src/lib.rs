@@ -17,14 +17,24 @@ use tokio::time::Instant;
 /// How long a test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// The path of a workspace binary (`nm-daemon`, `nm-cli`) next to the test executable.
+/// The path of a workspace binary (`nm-daemon`, `nm-cli`) in the cargo target directory of the
+/// test executable, or in `NM_BIN_DIR` when set.
 ///
 /// # Panics
 /// When it has not been built (run `cargo test --workspace`).
 #[must_use]
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // NM_BIN_DIR: the benchmarks run release binaries from another directory
+    let dir = std::env::var_os("NM_BIN_DIR").map_or_else(
+        || {
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        },
+        PathBuf::from,
+    );
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -125,9 +135,13 @@ impl Node {
         )
     }
 
-    /// Starts `nm-daemon --config` and waits until its socket answers.
-    pub async fn start_daemon(&mut self) {
-        let out = std::fs::File::create(self.dir.path().join("daemon.out")).expect("daemon.out");
+    /// Starts `nm-daemon --config` without waiting for it.
+    pub fn spawn_daemon(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.out"))
+            .expect("daemon.out");
         let child = std::process::Command::new(bin("nm-daemon"))
             .arg("--config")
             .arg(&self.config)
@@ -137,8 +151,13 @@ impl Node {
             .stderr(out)
             .spawn()
             .expect("spawn nm-daemon");
-        let pid = child.id();
         self.daemon = Some(child);
+    }
+
+    /// Starts `nm-daemon --config` and waits until its socket answers.
+    pub async fn start_daemon(&mut self) {
+        self.spawn_daemon();
+        let pid = self.daemon_pid().expect("just spawned");
         let client = self.client();
         wait_for(&format!("nm-daemon {pid} to answer"), || async {
             client
@@ -398,4 +417,22 @@ pub fn kill9(pid: i32) {
 pub fn pid_of(info: &ServerInfo) -> i32 {
     info.pid
         .unwrap_or_else(|| panic!("{} has no pid: {info:#?}", info.name))
+}
+
+/// Sends one raw HTTP/1.1 request to `addr` and returns the answer, headers included: all of it
+/// when the request says `Connection: close`, else what the first read returns.
+pub async fn raw_http(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("send");
+    let mut buf = Vec::new();
+    if request.contains("Connection: close") {
+        s.read_to_end(&mut buf).await.expect("read");
+    } else {
+        // a kept-alive connection is never closed by the server: the first read is the answer
+        buf.resize(64 * 1024, 0);
+        let n = s.read(&mut buf).await.expect("read");
+        buf.truncate(n);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }

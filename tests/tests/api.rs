@@ -5,7 +5,7 @@
 use nm_api::ServerState as St;
 use nm_api::client::{Client, ClientError, Endpoint};
 use nm_api::{CommandReply, NodeStatus, ServerInfo};
-use nm_tests::{Node, bin, pid_of};
+use nm_tests::{Node, bin, pid_of, raw_http};
 
 const ONE: &str = "[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n";
 
@@ -67,15 +67,6 @@ async fn a_request_without_the_token_gets_401_and_changes_nothing() {
         std::os::unix::fs::PermissionsExt::mode(&sock.permissions()) & 0o777,
         0o600
     );
-}
-
-async fn raw_http(addr: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 #[test]

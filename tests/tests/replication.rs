@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use nm_api::client::{Client, Endpoint};
 use nm_api::{NodeStatus, ServerState as St};
-use nm_tests::{Node, alive, bin, free_port, kill9, pids_with_env, wait_for};
+use nm_tests::{Node, alive, bin, free_port, kill9, pids_with_env, raw_http, wait_for};
 
 const TWO: &str = "[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n\n\
                    [[server]]\nname = \"b\"\ncommand = [\"sleep\", \"1001\"]\n";
@@ -265,13 +265,19 @@ async fn the_standby_log_starts_with_the_active_pid_and_is_served_by_the_cli() {
     assert!(starting < out.find(&watching).unwrap(), "{out}");
     let (code, out, _) = node.cli(&["status"]);
     assert_eq!(code, 0);
-    for row in [
-        "standby_pid",
-        "standby_state",
-        "standby_uptime",
-        "takeovers",
-    ] {
+    for row in ["standby_state", "standby_uptime", "standby_launches"] {
         assert!(out.contains(row), "{row} missing from\n{out}");
+    }
+    let metrics = raw_http(
+        &node.listen,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            node.token()
+        ),
+    )
+    .await;
+    for line in ["nm_standby_up 1", "nm_takeovers 0", "nm_standby_launches 1"] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 }
 

@@ -457,6 +457,38 @@ async fn metrics(State(st): State<AppState>) -> Response {
         restarts,
     );
     reg.register("servers", "servers in each state", states);
+    if let Some(pair) = st
+        .pair
+        .as_ref()
+        .map(replication::driver::ActiveHandle::status)
+    {
+        let gauge = |v: u64| {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g
+        };
+        let attached = pair.standby.state == replication::core::StandbyState::Attached;
+        reg.register(
+            "standby_up",
+            "1 when a standby node manager watches this active",
+            gauge(u64::from(attached)),
+        );
+        reg.register(
+            "takeovers",
+            "takeovers by a standby since the node manager pair started",
+            gauge(pair.takeovers),
+        );
+        reg.register(
+            "standby_launches",
+            "standby node managers this active has launched",
+            gauge(pair.standby.launches),
+        );
+        reg.register(
+            "standby_link_rejected",
+            "standby-link frames and handshakes dropped for failing authentication or decoding",
+            gauge(pair.rejected),
+        );
+    }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &reg) {
         return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use supervisor_core::driver::{PinnedProcess, start_time_of};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{lock_blocking, lock_holder, now};
+use super::{lock_blocking, lock_holder, now, try_lock};
 use crate::core::{ActiveInfo, TakeoverReason, Timing, Watcher, WatcherAction, WatcherEvent};
 use crate::link::{self, Connected, HandshakeError, LinkEvent, LinkWriter, Msg};
 
@@ -138,6 +138,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                             p.exited().await;
                         }
                     }
+                    tracing::debug!("the previous active has exited");
                     let takeovers = previous.map_or(0, |a| a.takeovers) + 1;
                     return Ok(StandbyOutcome::TookOver(Takeover {
                         lock,
@@ -163,7 +164,21 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
             got = &mut lock_rx, if lock.is_none() => {
                 let file = got.map_err(|_| io::Error::other("the lock thread died"))??;
                 lock = Some(file);
+                tracing::debug!("the kernel handed over nm.lock");
                 core.on_lock_acquired(now());
+            }
+            // The pinned active exited: its lock is free by now. Taking it here, on the runtime's
+            // own thread woken by the pidfd, spares the wake-up of the lock thread (measured at
+            // 6 ms on an idle VM). The lock thread stays as the fallback.
+            () = exited(active.as_ref()), if lock.is_none() => {
+                if let Some(file) = try_lock(&cfg.lock_path)? {
+                    lock = Some(file);
+                    tracing::debug!("the active exited; nm.lock taken");
+                    core.on_lock_acquired(now());
+                } else {
+                    // someone else holds it (a racing standby): only the lock thread may help
+                    active = None;
+                }
             }
             Some(connected) = rx.recv() => match connected {
                 Ok(Connected::Linked(reader, w, info)) => {
@@ -171,7 +186,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                         Ok(pinned) => {
                             tasks.spawn(reader.run((), link_tx.clone()));
                             writer = Some(w);
-                            active = Some(pinned);
+                            active = pinned;
                             core.on_linked(now(), info);
                         }
                         Err(e) => core.on_connect_failed(now(), e),
@@ -198,15 +213,18 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
 }
 
 /// Pins the active that welcomed us and checks it is who it says: alive when pinned, started
-/// when it says, and the holder of `nm.lock` by the kernel's own account. Only then may it ever be
-/// fenced. An active that died between its welcome and this check is still recorded (it cannot be
-/// fenced any more, and the takeover should name it).
-fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<PinnedProcess, String> {
-    let pinned = PinnedProcess::open(info.pid, Some(info.start_time))
-        .map_err(|e| format!("the active's identity does not check out: {e}"))?;
+/// when it says, and the holder of `nm.lock` by the kernel's own account. Only a pinned active may
+/// ever be fenced. An active that died between its welcome and this check is still recorded
+/// (`Ok(None)`: nothing to fence, and the takeover should name it).
+fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<Option<PinnedProcess>, String> {
+    let pinned = match PinnedProcess::open(info.pid, Some(info.start_time)) {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("the active's identity does not check out: {e}")),
+    };
     match lock_holder(&cfg.lock_path) {
-        Ok(Some(holder)) if holder == info.pid => Ok(pinned),
-        _ if pinned.has_exited() => Ok(pinned),
+        Ok(Some(holder)) if holder == info.pid => Ok(Some(pinned)),
+        _ if pinned.has_exited() => Ok(None),
         Ok(holder) => Err(format!(
             "process {} says it is the active, but {} holds {}",
             info.pid,
@@ -214,6 +232,13 @@ fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<PinnedProcess, St
             cfg.lock_path.display()
         )),
         Err(e) => Err(format!("cannot read /proc/locks: {e}")),
+    }
+}
+
+async fn exited(active: Option<&PinnedProcess>) {
+    match active {
+        Some(p) => p.exited().await,
+        None => std::future::pending().await,
     }
 }
 

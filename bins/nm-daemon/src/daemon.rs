@@ -59,7 +59,7 @@ async fn run_standby(cfg: NodeConfig) -> Result<()> {
     let outcome = replication::driver::run_standby(replication::driver::StandbyConfig {
         port: pair.port,
         key,
-        lock_path: cfg.data_dir.join("nm.lock"),
+        data_dir: cfg.data_dir.clone(),
         timing: timing(pair),
     })
     .await
@@ -84,7 +84,10 @@ async fn run_standby(cfg: NodeConfig) -> Result<()> {
         takeovers = takeover.takeovers,
         "the active node manager ({from}) {reason}: this standby becomes the active"
     );
-    log.switch(&cfg.data_dir.join("nm.log"))?;
+    if let Err(e) = log.switch(&cfg.data_dir.join("nm.log")) {
+        // keep serving: the servers need a node manager more than the log needs its file
+        tracing::error!("{e:#}; the active keeps logging here");
+    }
     tracing::warn!(
         pid = std::process::id(),
         takeovers = takeover.takeovers,
@@ -106,14 +109,21 @@ async fn run_standby(cfg: NodeConfig) -> Result<()> {
 }
 
 /// The active node manager, from a fresh start or a takeover (`takeover`: what it was, the
-/// takeover count and when the pair started). `lock` is `nm.lock`, exclusively ours.
+/// takeover count and when the pair started). `lock` is the data directory's `flock`, ours.
 async fn serve(
     cfg: NodeConfig,
-    mut lock: File,
+    lock: File,
     takeover: Option<(TakeoverInfo, u64, Option<u64>)>,
 ) -> Result<()> {
-    lock.set_len(0)?;
-    writeln!(lock, "{}", std::process::id())?;
+    // Signals first: from here on SIGTERM/SIGINT is an orderly stop of the pair, never a
+    // default-action death that the standby would take for a crash.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // nm.lock names the active, for people and for the "already running" message
+    let pid_file = cfg.data_dir.join("nm.lock");
+    if let Err(e) = write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes()) {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the active's PID");
+    }
     raise_nofile();
     let token = load_or_create_token(&cfg)?;
     let standby_key = match cfg.standby {
@@ -147,10 +157,14 @@ async fn serve(
     let sock_path = cfg.data_dir.join("nm.sock");
     // We hold the instance lock: a socket file left there is stale.
     let _ = std::fs::remove_file(&sock_path);
-    let unix = tokio::net::UnixListener::bind(&sock_path)
-        .with_context(|| format!("cannot bind the API socket {}", sock_path.display()))?;
-    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", sock_path.display()))?;
+    let unix = match bind_socket(&sock_path) {
+        Ok(l) => Some(l),
+        Err(e) if takeover.is_some() => {
+            tracing::error!("{e:#}: serving on the TCP address only");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let standby_listener = match cfg.standby {
         Some(pair) => match replication::driver::bind_standby_port(pair.port).await {
             Ok(l) => Some(l),
@@ -188,7 +202,7 @@ async fn serve(
     // The standby is launched only now: had anything above failed, it would have taken over.
     let pair: Option<ActiveHandle> = match (cfg.standby, standby_listener, standby_key) {
         (Some(pair), Some(listener), Some(key)) => {
-            let program = std::env::current_exe().context("cannot find nm-daemon's executable")?;
+            let program = standby_program()?;
             let (takeovers, started) = takeover
                 .as_ref()
                 .map_or((0, None), |(_, n, started)| (*n, *started));
@@ -245,11 +259,13 @@ async fn serve(
                 .into_future(),
         )
     });
-    let unix_server = tokio::spawn(
-        axum::serve(unix, api::router(state.clone(), false))
-            .with_graceful_shutdown(graceful(stop_http.clone()))
-            .into_future(),
-    );
+    let unix_server = unix.map(|unix| {
+        tokio::spawn(
+            axum::serve(unix, api::router(state.clone(), false))
+                .with_graceful_shutdown(graceful(stop_http.clone()))
+                .into_future(),
+        )
+    });
     tracing::info!(
         node = %cfg.node, pid = state.pid, listen = %cfg.listen, socket = %sock_path.display(),
         servers = cfg.servers.len(), standby_port = cfg.standby.map(|p| p.port),
@@ -262,8 +278,6 @@ async fn serve(
     }
     let _ = sd_notify::notify(&notify);
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let reason = tokio::select! {
         _ = sigterm.recv() => Stop::Signal("SIGTERM"),
         _ = sigint.recv() => Stop::Signal("SIGINT"),
@@ -272,7 +286,14 @@ async fn serve(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // stopNodeManager (seed 000): the standby goes first, so our exit is no takeover
     if let Some(pair) = &pair {
-        pair.shutdown().await;
+        // bounded: the standby is killed after standby_timeout if it does not leave by itself
+        let limit = 3 * cfg.standby.map_or(Duration::ZERO, |p| p.timeout) + DRAIN;
+        if tokio::time::timeout(limit, pair.shutdown()).await.is_err() {
+            tracing::error!(
+                "the standby node manager did not exit within {limit:?}; exiting anyway \
+                 (it may take over)"
+            );
+        }
     }
     match reason {
         Stop::Signal(sig) => {
@@ -305,7 +326,9 @@ async fn serve(
         if let Some(t) = tcp_server {
             let _ = t.await;
         }
-        let _ = unix_server.await;
+        if let Some(u) = unix_server {
+            let _ = u.await;
+        }
     })
     .await;
     let _ = sup_task.await;
@@ -318,6 +341,17 @@ async fn serve(
 enum Stop {
     Signal(&'static str),
     Api(ShutdownRequest),
+}
+
+/// The executable a standby runs: ours. After a package upgrade replaced it, the path names the
+/// new file (or nothing): keep running the same binary (and link protocol) through
+/// `/proc/self/exe`, which still reaches the old one.
+fn standby_program() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find nm-daemon's executable")?;
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        return Ok(PathBuf::from("/proc/self/exe"));
+    }
+    Ok(exe)
 }
 
 fn timing(pair: StandbyConfig) -> Timing {
@@ -356,12 +390,22 @@ fn prepare_data_dir(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One active daemon per data directory: an exclusive `flock` on `data_dir/nm.lock`, held for the
-/// process's life and released by the kernel when it dies (no stale-lock guessing). A standby
-/// waits on the same lock: it becomes active only when the kernel hands the lock over.
+/// The API's Unix socket, mode 0600.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    let unix = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind the API socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(unix)
+}
+
+/// One active daemon per data directory: an exclusive `flock` on the directory itself, held for
+/// the process's life and released by the kernel when it dies (no stale-lock guessing; deleting
+/// files in it frees nothing). A standby waits on the same lock: it becomes active only when the
+/// kernel hands the lock over. `nm.lock` records the holder's PID for the message below.
 fn lock_instance(data_dir: &Path) -> Result<File> {
     let path = data_dir.join("nm.lock");
-    match replication::driver::try_lock(&path) {
+    match replication::driver::try_lock(data_dir) {
         Ok(Some(f)) => Ok(f),
         Ok(None) => {
             let mut holder = String::new();
@@ -377,7 +421,7 @@ fn lock_instance(data_dir: &Path) -> Result<File> {
                 data_dir.display()
             );
         }
-        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", data_dir.display())),
     }
 }
 

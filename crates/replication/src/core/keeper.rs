@@ -160,10 +160,16 @@ pub struct Keeper {
     timing: Timing,
     standby: Standby,
     since: Instant,
+    /// When the current standby was launched (or attached, for one started by hand): how young
+    /// it died decides the relaunch backoff, however it ended (died, hung, replaced).
+    born: Instant,
     launches: u64,
     quick_deaths: u32,
     stopping: Option<Instant>,
     complete: bool,
+    /// When `on_timeout` or a heartbeat last reached the core: a gap of more than two heartbeats
+    /// means this process did not run, and the standby's silence is not its fault.
+    last_tick: Option<Instant>,
     next_heartbeat: Option<Instant>,
     actions: VecDeque<KeeperAction>,
     events: VecDeque<KeeperEvent>,
@@ -176,10 +182,12 @@ impl Keeper {
             timing,
             standby: Standby::Down { at: None },
             since: now,
+            born: now,
             launches: 0,
             quick_deaths: 0,
             stopping: None,
             complete: false,
+            last_tick: None,
             next_heartbeat: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -201,6 +209,7 @@ impl Keeper {
             return;
         }
         self.events.push_back(KeeperEvent::Launched { pid });
+        self.born = now;
         if self.stopping.is_some() {
             self.leave(now, pid, Some(KeeperAction::Kill { pid }));
             return;
@@ -244,6 +253,7 @@ impl Keeper {
         // our own launch keeps its launch time (the standby's uptime); a stranger starts now
         if !matches!(self.standby, Standby::Launching { pid: p, .. } if p == pid) {
             self.since = now;
+            self.born = now;
         }
         self.standby = Standby::Attached {
             pid,
@@ -255,6 +265,7 @@ impl Keeper {
 
     /// An authenticated message came from standby `pid`.
     pub fn on_heard(&mut self, now: Instant, pid: Pid) {
+        self.last_tick = Some(now);
         if let Standby::Attached { pid: p, last_heard } = &mut self.standby {
             if *p == pid {
                 *last_heard = now;
@@ -302,7 +313,7 @@ impl Keeper {
             self.finish(now);
             return;
         }
-        if now.saturating_duration_since(self.since) < STABLE {
+        if now.saturating_duration_since(self.born) < STABLE {
             self.died_young(now);
         } else {
             self.quick_deaths = 0;
@@ -341,6 +352,16 @@ impl Keeper {
                 self.stopping = Some(now + Duration::from_secs(3600));
             }
             return;
+        }
+        let stalled = self
+            .last_tick
+            .is_some_and(|t| now.saturating_duration_since(t) > 2 * self.timing.heartbeat);
+        self.last_tick = Some(now);
+        if stalled {
+            if let Standby::Attached { last_heard, .. } = &mut self.standby {
+                // we did not run (stopped, frozen): the standby gets a whole timeout from now
+                *last_heard = now;
+            }
         }
         match self.standby {
             Standby::Attached { pid, last_heard } => {
@@ -544,6 +565,10 @@ mod tests {
         let t0 = t0();
         let mut k = attached(t0, 10);
         k.on_heard(t0 + ms(1000), 10);
+        for i in 3..8 {
+            k.on_timeout(t0 + ms(500 * i));
+            assert_eq!(drain(&mut k), [KeeperAction::SendHeartbeat]);
+        }
         k.on_timeout(t0 + ms(4000));
         assert_eq!(drain(&mut k), [KeeperAction::Kill { pid: 10 }]);
         assert_eq!(k.view().state, StandbyState::Replacing);
@@ -555,6 +580,49 @@ mod tests {
         );
         k.on_standby_exited(t0 + ms(20_000), 10, "killed".into());
         assert_eq!(drain(&mut k), [KeeperAction::SpawnStandby]);
+    }
+
+    #[test]
+    fn an_active_that_did_not_run_for_a_while_does_not_blame_its_standby() {
+        let t0 = t0();
+        let mut k = attached(t0, 10);
+        k.on_timeout(t0 + ms(500));
+        let _ = drain(&mut k);
+        // the active was stopped for 10 s: its timer fires late, the standby long unheard
+        k.on_timeout(t0 + ms(10_500));
+        assert_eq!(drain(&mut k), [KeeperAction::SendHeartbeat]);
+        assert_eq!(k.view().state, StandbyState::Attached);
+    }
+
+    #[test]
+    fn a_standby_replaced_after_a_long_life_is_relaunched_at_once() {
+        let t0 = t0();
+        let mut k = attached(t0, 10);
+        let mut now = t0;
+        for _ in 0..3 {
+            // each standby lives an hour, then hangs and is replaced
+            let mut pid = 0;
+            for step in 1..=7200 {
+                now += ms(500);
+                if step < 7200 - 6 {
+                    k.on_heard(now, k.view().pid.unwrap());
+                }
+                k.on_timeout(now);
+                for a in drain(&mut k) {
+                    if let KeeperAction::Kill { pid: p } = a {
+                        pid = p;
+                    }
+                }
+                if pid != 0 {
+                    break;
+                }
+            }
+            assert_ne!(pid, 0, "the hung standby is killed");
+            k.on_standby_exited(now, pid, "killed".into());
+            assert_eq!(drain(&mut k), [KeeperAction::SpawnStandby], "no backoff");
+            k.on_spawned(now, pid + 1);
+            k.on_attach(now, pid + 1).unwrap();
+        }
     }
 
     #[test]

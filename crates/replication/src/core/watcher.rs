@@ -14,6 +14,10 @@ pub enum WatcherAction {
     Connect,
     /// Send a heartbeat on the link.
     SendHeartbeat,
+    /// The first verified link: start waiting for the data directory's lock. A standby that never
+    /// linked to an active never waits for it, so never takes over: a free lock alone could be a
+    /// different data directory (an edited config) rather than a dead active.
+    AwaitLock,
     /// SIGKILL exactly this process (pinned by pidfd, identity checked); then `on_fenced`.
     Fence {
         /// The active's PID.
@@ -64,6 +68,15 @@ pub enum WatcherEvent {
         /// Its PID.
         pid: Pid,
     },
+    /// This process itself did not run for longer than two heartbeats (SIGSTOP, a frozen VM or
+    /// container): the active's silence is not its fault; its timeout starts again.
+    Stalled,
+    /// The fence was sent a timeout ago and the lock has not come: the active is still there
+    /// (ignoring SIGKILL as a namespace's PID 1, or stuck in the kernel). Fenced again.
+    FenceUnconfirmed {
+        /// Its PID.
+        pid: Pid,
+    },
     /// The fence could not be carried out; it is tried again at the next timeout.
     FenceFailed {
         /// Its PID.
@@ -93,6 +106,9 @@ pub struct Watcher {
     fence_retry: Option<Instant>,
     fenced: bool,
     unreachable_reported: bool,
+    /// When any input last reached the core: a gap of more than two heartbeats means this
+    /// process did not run (a heartbeat timer fires every heartbeat while connecting or linked).
+    last_input: Option<Instant>,
     actions: VecDeque<WatcherAction>,
     events: VecDeque<WatcherEvent>,
 }
@@ -110,13 +126,15 @@ impl Watcher {
             fence_retry: None,
             fenced: false,
             unreachable_reported: false,
+            last_input: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
 
     /// The standby started: connect.
-    pub fn on_start(&mut self, _now: Instant) {
+    pub fn on_start(&mut self, now: Instant) {
+        self.last_input = Some(now);
         self.actions.push_back(WatcherAction::Connect);
     }
 
@@ -125,6 +143,10 @@ impl Watcher {
     pub fn on_linked(&mut self, now: Instant, active: ActiveInfo) {
         if self.state != State::Connecting {
             return;
+        }
+        self.last_input = Some(now);
+        if self.active.is_none() {
+            self.actions.push_back(WatcherAction::AwaitLock);
         }
         self.state = State::Linked;
         self.active = Some(active);
@@ -136,6 +158,7 @@ impl Watcher {
 
     /// A valid heartbeat (or any authenticated message) came from the active.
     pub fn on_heard(&mut self, now: Instant) {
+        self.last_input = Some(now);
         if self.state == State::Linked {
             self.last_heard = Some(now);
         }
@@ -190,8 +213,9 @@ impl Watcher {
         }
         match result {
             Ok(()) => {
+                // the lock should come at once; if it has not within a timeout, fence again
                 self.fenced = true;
-                self.fence_retry = None;
+                self.fence_retry = Some(now + self.timing.timeout);
             }
             Err(reason) => {
                 let pid = self.active.map_or(0, |a| a.pid);
@@ -202,10 +226,11 @@ impl Watcher {
         }
     }
 
-    /// The kernel gave us the exclusive lock on `nm.lock`: the previous holder is gone. Take over,
-    /// unless the pair is terminating.
+    /// The kernel gave us the exclusive lock on the data directory: the previous holder is gone.
+    /// Take over, unless the pair is terminating (or, defensively, no active was ever linked: the
+    /// lock is only awaited after [`WatcherAction::AwaitLock`]).
     pub fn on_lock_acquired(&mut self, _now: Instant) {
-        if self.state == State::Done {
+        if self.state == State::Done || self.active.is_none() {
             return;
         }
         self.state = State::Done;
@@ -222,8 +247,17 @@ impl Watcher {
 
     /// Sends due heartbeats, reconnects, and fences an active silent for the timeout.
     pub fn on_timeout(&mut self, now: Instant) {
+        let stalled = self
+            .last_input
+            .is_some_and(|t| now.saturating_duration_since(t) > 2 * self.timing.heartbeat);
+        self.last_input = Some(now);
         match self.state {
             State::Linked | State::Connecting => {
+                if stalled && self.last_heard.is_some() {
+                    // we did not run: give the active a whole timeout from now
+                    self.last_heard = Some(now);
+                    self.events.push_back(WatcherEvent::Stalled);
+                }
                 if let (Some(active), Some(heard)) = (self.active, self.last_heard) {
                     if now >= heard + self.timing.timeout {
                         self.fence(active.pid);
@@ -243,6 +277,10 @@ impl Watcher {
                 if let (Some(t), Some(active)) = (self.fence_retry, self.active) {
                     if now >= t {
                         self.fence_retry = None;
+                        if self.fenced {
+                            self.events
+                                .push_back(WatcherEvent::FenceUnconfirmed { pid: active.pid });
+                        }
                         self.actions
                             .push_back(WatcherAction::Fence { pid: active.pid });
                     }
@@ -332,6 +370,7 @@ mod tests {
         w.on_start(t0);
         assert_eq!(drain(&mut w), [WatcherAction::Connect]);
         w.on_linked(t0, active());
+        assert_eq!(drain(&mut w), [WatcherAction::AwaitLock]);
         w
     }
 
@@ -352,13 +391,22 @@ mod tests {
         let t0 = t0();
         let mut w = linked(t0);
         w.on_heard(t0 + ms(1000));
+        // our own heartbeat timer keeps firing while the active stays silent
+        for i in 3..8 {
+            w.on_timeout(t0 + ms(500 * i));
+            assert_eq!(drain(&mut w), [WatcherAction::SendHeartbeat]);
+        }
         w.on_timeout(t0 + ms(3999));
         assert!(!drain(&mut w).contains(&WatcherAction::Fence { pid: 42 }));
         assert_eq!(w.next_deadline(), Some(t0 + ms(4000)));
         w.on_timeout(t0 + ms(4000));
         assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
         w.on_fenced(t0 + ms(4001), Ok(()));
-        assert_eq!(w.next_deadline(), None);
+        assert_eq!(
+            w.next_deadline(),
+            Some(t0 + ms(7001)),
+            "the fence is checked"
+        );
         w.on_lock_acquired(t0 + ms(4002));
         assert_eq!(
             drain(&mut w),
@@ -393,16 +441,52 @@ mod tests {
         w.on_link_lost(t0 + ms(100), "reset".into());
         w.on_timeout(t0 + ms(100));
         assert_eq!(drain(&mut w), [WatcherAction::Connect]);
-        w.on_connect_failed(t0 + ms(101), "refused".into());
-        w.on_timeout(t0 + ms(601));
-        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
-        w.on_connect_failed(t0 + ms(602), "refused".into());
+        let mut now = t0 + ms(100);
+        while now + ms(500) < t0 + ms(3000) {
+            w.on_connect_failed(now, "refused".into());
+            now += ms(500);
+            w.on_timeout(now);
+            assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        }
+        w.on_connect_failed(now + ms(1), "refused".into());
         w.on_timeout(t0 + ms(3000));
         assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
     }
 
     #[test]
-    fn a_standby_that_never_linked_fences_nobody_and_waits_for_the_lock() {
+    fn a_standby_that_did_not_run_for_a_while_gives_the_active_a_fresh_timeout() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        // SIGSTOP of the standby for 10 s: its timer fires late, the active long unheard
+        w.on_timeout(t0 + ms(10_000));
+        assert_eq!(drain(&mut w), [WatcherAction::SendHeartbeat]);
+        assert_eq!(w.poll_event(), Some(WatcherEvent::Linked(active())));
+        assert_eq!(w.poll_event(), Some(WatcherEvent::Stalled));
+        w.on_heard(t0 + ms(10_100));
+        w.on_timeout(t0 + ms(10_500));
+        assert_eq!(drain(&mut w), [WatcherAction::SendHeartbeat]);
+    }
+
+    #[test]
+    fn an_active_that_outlives_its_fence_is_fenced_again() {
+        let t0 = t0();
+        let mut w = linked(t0);
+        for i in 1..=6 {
+            w.on_timeout(t0 + ms(500 * i));
+        }
+        assert!(drain(&mut w).contains(&WatcherAction::Fence { pid: 42 }));
+        w.on_fenced(t0 + ms(3000), Ok(()));
+        while w.poll_event().is_some() {}
+        w.on_timeout(t0 + ms(6000));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+        assert_eq!(
+            w.poll_event(),
+            Some(WatcherEvent::FenceUnconfirmed { pid: 42 })
+        );
+    }
+
+    #[test]
+    fn a_standby_that_never_linked_fences_nobody_and_never_takes_over() {
         let t0 = t0();
         let mut w = Watcher::new(timing());
         w.on_start(t0);
@@ -411,16 +495,14 @@ mod tests {
             let now = t0 + ms(500 * i);
             w.on_connect_failed(now, "refused".into());
             w.on_timeout(now + ms(500));
-            assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+            assert_eq!(
+                drain(&mut w),
+                [WatcherAction::Connect],
+                "no AwaitLock, no Fence"
+            );
         }
         w.on_lock_acquired(t0 + ms(60_000));
-        assert_eq!(
-            drain(&mut w),
-            [WatcherAction::TakeOver {
-                reason: TakeoverReason::Died,
-                previous: None
-            }]
-        );
+        assert_eq!(drain(&mut w), []);
     }
 
     #[test]
@@ -455,6 +537,10 @@ mod tests {
     fn a_failed_fence_is_retried_after_the_timeout() {
         let t0 = t0();
         let mut w = linked(t0);
+        for i in 1..6 {
+            w.on_timeout(t0 + ms(500 * i));
+        }
+        let _ = drain(&mut w);
         w.on_timeout(t0 + ms(3000));
         assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
         w.on_fenced(t0 + ms(3001), Err("EPERM".into()));

@@ -122,6 +122,7 @@ pub fn start_active(
             status: status_tx,
             writer: None,
             procs: HashMap::new(),
+            children: HashMap::new(),
             rejected: 0,
             tx,
             link_tx,
@@ -146,6 +147,9 @@ struct Driver {
     writer: Option<(Pid, LinkWriter)>,
     /// Every standby process we know of, pinned (our children and attached strangers).
     procs: HashMap<Pid, PinnedProcess>,
+    /// Our own standby children, killed through their reaping task (exact until reaped, even
+    /// when pinning failed).
+    children: HashMap<Pid, oneshot::Sender<()>>,
     rejected: u64,
     tx: mpsc::UnboundedSender<Input>,
     link_tx: mpsc::UnboundedSender<(Pid, LinkEvent)>,
@@ -185,10 +189,14 @@ impl Driver {
                     Input::Attaching(pending, pinned) => self.attach(*pending, pinned).await,
                     Input::Rejected(why) => {
                         self.rejected += 1;
-                        tracing::warn!(%why, "refused a connection on the standby port");
+                        // anyone local can connect: keep the log from being filled
+                        if self.rejected <= 10 || self.rejected.is_power_of_two() {
+                            tracing::warn!(%why, rejected = self.rejected, "refused a connection on the standby port");
+                        }
                     }
                     Input::Exited(pid, how) => {
                         self.procs.remove(&pid);
+                        self.children.remove(&pid);
                         if self.writer.as_ref().is_some_and(|(p, _)| *p == pid) {
                             self.writer = None;
                         }
@@ -244,7 +252,12 @@ impl Driver {
                     self.send(Msg::Shutdown).await;
                 }
                 KeeperAction::Kill { pid } => {
-                    if let Some(p) = self.procs.get(&pid).filter(|p| !is_me(p.pid())) {
+                    if is_me(pid) {
+                        continue;
+                    }
+                    if let Some(kill) = self.children.remove(&pid) {
+                        let _ = kill.send(());
+                    } else if let Some(p) = self.procs.get(&pid) {
                         if let Err(e) = p.kill() {
                             tracing::error!(pid, error = %e, "cannot kill the standby");
                         }
@@ -310,9 +323,20 @@ impl Driver {
             }
             Err(e) => tracing::warn!(pid, error = %e, "cannot pin the standby"),
         }
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        self.children.insert(pid, kill_tx);
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let how = match child.wait().await {
+            let status = tokio::select! {
+                st = child.wait() => st,
+                asked = kill_rx => {
+                    if asked.is_ok() {
+                        let _ = child.start_kill();
+                    }
+                    child.wait().await
+                }
+            };
+            let how = match status {
                 Ok(st) => describe(st),
                 Err(e) => format!("unknown ({e})"),
             };
@@ -347,20 +371,38 @@ impl Driver {
     }
 }
 
+/// Handshakes in progress at once; more connections are closed at once (and counted), so local
+/// connections cannot pile up descriptors and tasks.
+const MAX_HANDSHAKES: usize = 8;
+
 async fn accept_loop(
     listener: TcpListener,
     key: Vec<u8>,
     timing: Timing,
     tx: mpsc::UnboundedSender<Input>,
 ) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // e.g. out of descriptors: do not spin on it
+                tracing::warn!(error = %e, "cannot accept on the standby port");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let _ = tx.send(Input::Rejected(format!(
+                "{peer}: {MAX_HANDSHAKES} handshakes already in progress"
+            )));
             continue;
         };
         let _ = stream.set_nodelay(true);
         let key = key.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
             let input = match link::accept(stream, &key, timing.timeout).await {
                 // never our own standby: attaching (and later killing) ourselves must be impossible

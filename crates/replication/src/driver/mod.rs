@@ -3,6 +3,8 @@
 //! the standby, the pair's shutdown) beside the rest of the daemon.
 
 mod active;
+#[cfg(test)]
+mod race_tests;
 mod standby;
 
 use std::fs::File;
@@ -16,20 +18,21 @@ pub use standby::{StandbyConfig, StandbyOutcome, Takeover, run_standby};
 
 use crate::core::Pid;
 
-/// Opens (creating it 0600 if needed) the node's lock file, `data_dir/nm.lock`.
-pub fn open_lock(path: &Path) -> io::Result<File> {
+/// Opens the data directory for its lock. The lock is taken on the directory itself, not on a
+/// file in it: a file can be deleted or replaced by a well-meaning "stale lock" clean-up while the
+/// active runs, which would let a second process lock the new file. `nm.lock` in the directory
+/// only records the active's PID, for people.
+fn open_dir(data_dir: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(data_dir)
 }
 
-/// Takes the exclusive lock on `nm.lock` without waiting. `Ok(None)`: another process holds it.
-pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
-    let f = open_lock(path)?;
+/// Takes the exclusive lock on the data directory without waiting. `Ok(None)`: another process
+/// (the active node manager) holds it.
+pub fn try_lock(data_dir: &Path) -> io::Result<Option<File>> {
+    let f = open_dir(data_dir)?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(f)),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
@@ -37,12 +40,12 @@ pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
-/// Blocks until this process holds the exclusive lock on the file at `path` (the kernel hands it
-/// over when the holder dies). A lock on a file that was replaced meanwhile (another inode at
-/// `path`) is let go and taken again on the new one: only the lock on the file at `path` counts.
-pub fn lock_blocking(path: &Path) -> io::Result<File> {
+/// Blocks until this process holds the exclusive lock on the data directory (the kernel hands it
+/// over when the holder dies). Should the directory have been replaced meanwhile (another inode
+/// at `data_dir`), the lock is let go and taken again on the new one.
+pub fn lock_blocking(data_dir: &Path) -> io::Result<File> {
     loop {
-        let f = open_lock(path)?;
+        let f = open_dir(data_dir)?;
         loop {
             match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
                 Ok(()) => break,
@@ -51,23 +54,35 @@ pub fn lock_blocking(path: &Path) -> io::Result<File> {
             }
         }
         let held = f.metadata()?;
-        match std::fs::metadata(path) {
+        match std::fs::metadata(data_dir) {
             Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(f),
-            _ => {} // replaced or removed while we waited: lock the file that is there now
+            _ => {} // replaced while we waited: lock the directory that is there now
         }
     }
 }
 
-/// The PID that holds the `flock` on the file at `path`, from `/proc/locks` (the kernel's word).
-pub fn lock_holder(path: &Path) -> io::Result<Option<Pid>> {
-    let md = std::fs::metadata(path)?;
+/// The PID that holds the `flock` on the data directory, from `/proc/locks` (the kernel's word).
+/// `/proc/locks` is read with one `read` call: the kernel lists the locks of one call under its
+/// lock, while a read in several calls may skip a line when a lock elsewhere comes or goes.
+pub fn lock_holder(data_dir: &Path) -> io::Result<Option<Pid>> {
+    use std::io::Read;
+    let md = std::fs::metadata(data_dir)?;
     let dev = format!(
         "{:02x}:{:02x}:{}",
         rustix::fs::major(md.dev()),
         rustix::fs::minor(md.dev()),
         md.ino()
     );
-    let locks = std::fs::read_to_string("/proc/locks")?;
+    let mut size = 256 * 1024;
+    let locks = loop {
+        let mut buf = vec![0u8; size];
+        let n = File::open("/proc/locks")?.read(&mut buf)?;
+        if n < size {
+            buf.truncate(n);
+            break String::from_utf8_lossy(&buf).into_owned();
+        }
+        size *= 4; // did not fit: read it whole again, with more room
+    };
     Ok(locks.lines().find_map(|line| {
         // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters are "1: -> FLOCK ..."
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -97,39 +112,41 @@ mod tests {
     #[test]
     fn the_lock_holder_is_read_from_the_kernel() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nm.lock");
-        let held = try_lock(&path).unwrap().expect("free");
+        let held = try_lock(dir.path()).unwrap().expect("free");
         assert_eq!(
-            lock_holder(&path).unwrap(),
+            lock_holder(dir.path()).unwrap(),
             Some(i32::try_from(std::process::id()).unwrap())
         );
         assert!(
-            try_lock(&path).unwrap().is_none(),
-            "a second open file is refused"
+            try_lock(dir.path()).unwrap().is_none(),
+            "a second open is refused"
         );
         drop(held);
-        assert_eq!(lock_holder(&path).unwrap(), None);
-        assert!(try_lock(&path).unwrap().is_some());
+        assert_eq!(lock_holder(dir.path()).unwrap(), None);
+        assert!(try_lock(dir.path()).unwrap().is_some());
     }
 
     #[test]
-    fn a_lock_on_a_replaced_file_is_taken_again_on_the_new_one() {
+    fn deleting_files_in_the_data_directory_does_not_free_its_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nm.lock");
-        let old = try_lock(&path).unwrap().unwrap();
-        let p = path.clone();
+        std::fs::write(dir.path().join("nm.lock"), "1\n").unwrap();
+        let _held = try_lock(dir.path()).unwrap().unwrap();
+        std::fs::remove_file(dir.path().join("nm.lock")).unwrap();
+        assert!(try_lock(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_blocked_locker_gets_the_lock_when_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = try_lock(dir.path()).unwrap().unwrap();
+        let p = dir.path().to_path_buf();
         let waiter = std::thread::spawn(move || lock_blocking(&p).unwrap());
-        // replace the file while the waiter blocks, then let the old one go
-        std::fs::remove_file(&path).unwrap();
-        let new = try_lock(&path).unwrap().unwrap();
-        drop(old);
-        // the waiter got the old inode's lock, saw the replacement and now waits on `new`
-        assert!(try_lock(&path).unwrap().is_none());
-        drop(new);
+        drop(held);
         let got = waiter.join().unwrap();
-        assert_eq!(
-            got.metadata().unwrap().ino(),
-            std::fs::metadata(&path).unwrap().ino()
+        assert!(
+            try_lock(dir.path()).unwrap().is_none(),
+            "the waiter holds it now"
         );
+        drop(got);
     }
 }

@@ -20,8 +20,8 @@ pub struct StandbyConfig {
     pub port: u16,
     /// The node's standby key (the contents of `data_dir/standby.key`).
     pub key: Vec<u8>,
-    /// `data_dir/nm.lock`.
-    pub lock_path: PathBuf,
+    /// The data directory, whose `flock` makes a node manager the active.
+    pub data_dir: PathBuf,
     /// Heartbeat timing.
     pub timing: Timing,
 }
@@ -43,7 +43,8 @@ pub enum StandbyOutcome {
 /// A takeover: the lock, and what the logs and status should say about it.
 #[derive(Debug)]
 pub struct Takeover {
-    /// `nm.lock`, exclusively locked by this process. Keep it open for the process's life.
+    /// The data directory, exclusively locked (`flock`) by this process. Keep it open for the
+    /// process's life.
     pub lock: File,
     /// Why the previous active is gone.
     pub reason: TakeoverReason,
@@ -63,15 +64,11 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
     let me = (me, start_time_of(me)?);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.port));
 
-    // The kernel decides when we may become active: wait for the lock on a thread of our own. It
-    // is not a tokio blocking task, so a terminating standby's runtime does not wait for it.
+    // The kernel decides when we may become active: once linked, wait for the lock on a thread
+    // of our own (not a tokio blocking task, so a terminating standby's runtime does not wait
+    // for it).
     let (lock_tx, mut lock_rx) = oneshot::channel::<io::Result<File>>();
-    let lock_path = cfg.lock_path.clone();
-    std::thread::Builder::new()
-        .name("nm-standby-lock".into())
-        .spawn(move || {
-            let _ = lock_tx.send(lock_blocking(&lock_path));
-        })?;
+    let mut lock_tx = Some(lock_tx);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<Connected, String>>();
     let (link_tx, mut link_rx) = mpsc::unbounded_channel::<((), LinkEvent)>();
@@ -101,6 +98,16 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                             .map_err(|e: HandshakeError| e.to_string());
                         let _ = tx.send(r);
                     });
+                }
+                WatcherAction::AwaitLock => {
+                    if let Some(lock_tx) = lock_tx.take() {
+                        let data_dir = cfg.data_dir.clone();
+                        std::thread::Builder::new()
+                            .name("nm-standby-lock".into())
+                            .spawn(move || {
+                                let _ = lock_tx.send(lock_blocking(&data_dir));
+                            })?;
+                    }
                 }
                 WatcherAction::SendHeartbeat => {
                     if let Some(w) = writer.as_mut() {
@@ -161,7 +168,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
         }
         let deadline = core.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
-            got = &mut lock_rx, if lock.is_none() => {
+            got = &mut lock_rx, if lock.is_none() && lock_tx.is_none() => {
                 let file = got.map_err(|_| io::Error::other("the lock thread died"))??;
                 lock = Some(file);
                 tracing::debug!("the kernel handed over nm.lock");
@@ -171,7 +178,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
             // own thread woken by the pidfd, spares the wake-up of the lock thread (measured at
             // 6 ms on an idle VM). The lock thread stays as the fallback.
             () = exited(active.as_ref()), if lock.is_none() => {
-                if let Some(file) = try_lock(&cfg.lock_path)? {
+                if let Some(file) = try_lock(&cfg.data_dir)? {
                     lock = Some(file);
                     tracing::debug!("the active exited; nm.lock taken");
                     core.on_lock_acquired(now());
@@ -189,7 +196,12 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                             active = pinned;
                             core.on_linked(now(), info);
                         }
-                        Err(e) => core.on_connect_failed(now(), e),
+                        // an authenticated active that does not hold our data directory: not
+                        // ours to watch (its config differs), and never ours to take over
+                        Err(e) => {
+                            tracing::error!(reason = %e, "refusing to stand by");
+                            core.on_refused(now(), e);
+                        }
                     }
                 }
                 Ok(Connected::Refused(reason)) => core.on_refused(now(), reason),
@@ -213,23 +225,23 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
 }
 
 /// Pins the active that welcomed us and checks it is who it says: alive when pinned, started
-/// when it says, and the holder of `nm.lock` by the kernel's own account. Only a pinned active may
-/// ever be fenced. An active that died between its welcome and this check is still recorded
-/// (`Ok(None)`: nothing to fence, and the takeover should name it).
+/// when it says, and the holder of our data directory's lock by the kernel's own account. Only a
+/// pinned active may ever be fenced. An active that died between its welcome and this check is
+/// still recorded (`Ok(None)`: nothing to fence, and the takeover should name it).
 fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<Option<PinnedProcess>, String> {
     let pinned = match PinnedProcess::open(info.pid, Some(info.start_time)) {
         Ok(p) => p,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("the active's identity does not check out: {e}")),
     };
-    match lock_holder(&cfg.lock_path) {
+    match lock_holder(&cfg.data_dir) {
         Ok(Some(holder)) if holder == info.pid => Ok(Some(pinned)),
         _ if pinned.has_exited() => Ok(None),
         Ok(holder) => Err(format!(
             "process {} says it is the active, but {} holds {}",
             info.pid,
             holder.map_or_else(|| "nobody".to_owned(), |h| h.to_string()),
-            cfg.lock_path.display()
+            cfg.data_dir.display()
         )),
         Err(e) => Err(format!("cannot read /proc/locks: {e}")),
     }
@@ -266,6 +278,14 @@ fn log_event(ev: &WatcherEvent) {
         WatcherEvent::Hung { pid } => tracing::warn!(
             active_pid = pid,
             "the active node manager has been silent for the timeout: fencing it"
+        ),
+        WatcherEvent::Stalled => tracing::warn!(
+            "this standby did not run for more than two heartbeats (stopped or frozen): the \
+             active's silence timer starts again"
+        ),
+        WatcherEvent::FenceUnconfirmed { pid } => tracing::error!(
+            active_pid = pid,
+            "the fenced active node manager still holds the lock: fencing it again"
         ),
         WatcherEvent::FenceFailed { pid, reason } => {
             tracing::error!(active_pid = pid, %reason, "cannot fence the active node manager");

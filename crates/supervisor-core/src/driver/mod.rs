@@ -474,15 +474,17 @@ impl Executor {
                     .map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
             }
             Action::RemoveLock { server } => {
-                self.records.remove(server);
-                self.locks
-                    .remove(server)
-                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))?;
-                // the operator's stop outlives this process: a takeover keeps the server down
+                // The operator's stop outlives this process: a takeover keeps the server down.
+                // Marker first: dying between the two leaves marker + lock file, and the lock
+                // file (meant_to_run = false since the stop began) leaves it down as well.
                 self.stop_marks.insert(server.clone());
                 self.locks.mark_stopped(server).map_err(|e| {
                     format!("writing {}: {e}", self.locks.stop_marker(server).display())
-                })
+                })?;
+                self.records.remove(server);
+                self.locks
+                    .remove(server)
+                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
             }
         }
     }

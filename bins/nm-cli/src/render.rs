@@ -373,6 +373,15 @@ mod tests {
         assert_eq!(server_list(&[], SystemTime::UNIX_EPOCH).lines().count(), 1);
     }
 
+    /// The value of the `key` row of `status`'s table.
+    fn status_row(out: &str, key: &str) -> String {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap();
+        line[key.len()..].trim().to_owned()
+    }
+
     #[test]
     fn node_status_shows_every_field_with_dashes_for_none() {
         let status = NodeStatus {
@@ -391,13 +400,7 @@ mod tests {
             servers: BTreeMap::from([("SHUTDOWN".into(), 1), ("RUNNING".into(), 2)]),
         };
         let out = node_status(&status);
-        let row = |key: &str| {
-            let line = out
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(key))
-                .unwrap();
-            line[key.len()..].trim().to_owned()
-        };
+        let row = |key: &str| status_row(&out, key);
         assert_eq!(row("node"), "node1");
         assert_eq!(row("pid"), "4242");
         assert_eq!(row("role"), "active");
@@ -443,13 +446,7 @@ mod tests {
             servers: BTreeMap::new(),
         };
         let out = node_status(&status);
-        let row = |key: &str| {
-            let line = out
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(key))
-                .unwrap();
-            line[key.len()..].trim().to_owned()
-        };
+        let row = |key: &str| status_row(&out, key);
         assert_eq!(row("standby_pid"), "4300");
         assert_eq!(row("standby_state"), "attached");
         assert_eq!(row("standby_uptime"), "1m 01s");

@@ -492,15 +492,8 @@ impl Keeper {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{ms, t0};
     use super::*;
-
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
     fn keeper(t0: Instant) -> Keeper {
         let mut k = Keeper::new(
             t0,

@@ -10,6 +10,21 @@
 mod keeper;
 mod watcher;
 
+/// The cores' tests' scripted clock: a start instant and offsets from it.
+#[cfg(test)]
+mod testing {
+    use std::time::{Duration, Instant};
+
+    #[allow(clippy::disallowed_methods)] // the one clock read of the core tests
+    pub(super) fn t0() -> Instant {
+        Instant::now()
+    }
+
+    pub(super) fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+}
+
 use std::time::Duration;
 
 pub use keeper::{Keeper, KeeperAction, KeeperEvent, NotAttached, StandbyState, StandbyView};

@@ -337,17 +337,8 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
+    use super::super::testing::{ms, t0};
     use super::*;
-
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
     fn timing() -> Timing {
         Timing {
             heartbeat: ms(500),

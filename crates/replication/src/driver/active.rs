@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::now;
+use super::{now, sleep_until};
 use crate::core::{Keeper, KeeperAction, KeeperEvent, Pid, StandbyView, Timing};
 use crate::link::{self, LinkEvent, LinkWriter, Msg, Pending, Welcome};
 
@@ -176,10 +176,7 @@ impl Driver {
             if self.core.is_complete() {
                 break;
             }
-            let deadline = self
-                .core
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
+            let deadline = self.core.next_deadline();
             tokio::select! {
                 Some(reply) = shutdown_rx.recv() => {
                     waiting.push(reply);
@@ -433,13 +430,6 @@ fn describe(st: std::process::ExitStatus) -> String {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "unknown".into(),
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

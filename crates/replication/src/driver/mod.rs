@@ -92,6 +92,14 @@ pub fn lock_holder(data_dir: &Path) -> io::Result<Option<Pid>> {
     }))
 }
 
+/// Sleeps until the core's next deadline; forever when it has none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The drivers' one monotonic clock read (tokio's, so paused-time tests control it).
 #[allow(clippy::disallowed_methods)]
 fn now() -> Instant {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use supervisor_core::driver::{PinnedProcess, start_time_of};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{lock_blocking, lock_holder, now, try_lock};
+use super::{lock_blocking, lock_holder, now, sleep_until, try_lock};
 use crate::core::{ActiveInfo, TakeoverReason, Timing, Watcher, WatcherAction, WatcherEvent};
 use crate::link::{self, Connected, HandshakeError, LinkEvent, LinkWriter, Msg};
 
@@ -166,7 +166,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                 }
             }
         }
-        let deadline = core.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = core.next_deadline();
         tokio::select! {
             got = &mut lock_rx, if lock.is_none() && lock_tx.is_none() => {
                 let file = got.map_err(|_| io::Error::other("the lock thread died"))??;
@@ -250,13 +250,6 @@ fn pin_active(cfg: &StandbyConfig, info: ActiveInfo) -> Result<Option<PinnedProc
 async fn exited(active: Option<&PinnedProcess>) {
     match active {
         Some(p) => p.exited().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

@@ -132,14 +132,14 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                     if let Some(p) = &active {
                         // the lock is free, so the active's descriptors are closing: wait until
                         // it has fully exited (its API port and socket are closed too). Should it
-                        // live on without the lock (someone replaced nm.lock), fence it first.
+                        // live on without the lock (its data directory replaced), fence it first.
                         if tokio::time::timeout(cfg.timing.timeout, p.exited())
                             .await
                             .is_err()
                         {
                             tracing::warn!(
                                 pid = p.pid(),
-                                "the active released nm.lock but lives on: fencing it"
+                                "the active released the lock but lives on: fencing it"
                             );
                             p.kill()?;
                             p.exited().await;
@@ -161,7 +161,7 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
                     return Ok(StandbyOutcome::Terminated);
                 }
                 WatcherAction::Leave { reason } => {
-                    tracing::info!(%reason, "refused by the active node manager; exiting");
+                    tracing::info!(%reason, "this standby leaves");
                     return Ok(StandbyOutcome::Left { reason });
                 }
             }
@@ -171,20 +171,25 @@ pub async fn run_standby(cfg: StandbyConfig) -> io::Result<StandbyOutcome> {
             got = &mut lock_rx, if lock.is_none() && lock_tx.is_none() => {
                 let file = got.map_err(|_| io::Error::other("the lock thread died"))??;
                 lock = Some(file);
-                tracing::debug!("the kernel handed over nm.lock");
+                tracing::debug!("the kernel handed over the lock");
                 core.on_lock_acquired(now());
             }
             // The pinned active exited: its lock is free by now. Taking it here, on the runtime's
             // own thread woken by the pidfd, spares the wake-up of the lock thread (measured at
             // 6 ms on an idle VM). The lock thread stays as the fallback.
             () = exited(active.as_ref()), if lock.is_none() => {
-                if let Some(file) = try_lock(&cfg.data_dir)? {
-                    lock = Some(file);
-                    tracing::debug!("the active exited; nm.lock taken");
-                    core.on_lock_acquired(now());
-                } else {
+                match try_lock(&cfg.data_dir) {
+                    Ok(Some(file)) => {
+                        lock = Some(file);
+                        tracing::debug!("the active exited; the lock is taken");
+                        core.on_lock_acquired(now());
+                    }
                     // someone else holds it (a racing standby): only the lock thread may help
-                    active = None;
+                    Ok(None) => active = None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take the lock here; the lock thread will");
+                        active = None;
+                    }
                 }
             }
             Some(connected) = rx.recv() => match connected {

@@ -382,9 +382,9 @@ mod tests {
         line[key.len()..].trim().to_owned()
     }
 
-    #[test]
-    fn node_status_shows_every_field_with_dashes_for_none() {
-        let status = NodeStatus {
+    /// A node without replication, as `node_status_shows_every_field_with_dashes_for_none` checks.
+    fn node_status_fixture() -> NodeStatus {
+        NodeStatus {
             node: "node1".into(),
             pid: 4242,
             role: Role::Active,
@@ -398,7 +398,12 @@ mod tests {
             standby: None,
             last_takeover: None,
             servers: BTreeMap::from([("SHUTDOWN".into(), 1), ("RUNNING".into(), 2)]),
-        };
+        }
+    }
+
+    #[test]
+    fn node_status_shows_every_field_with_dashes_for_none() {
+        let status = node_status_fixture();
         let out = node_status(&status);
         let row = |key: &str| status_row(&out, key);
         assert_eq!(row("node"), "node1");
@@ -420,14 +425,6 @@ mod tests {
     #[test]
     fn node_status_of_a_pair_shows_the_standby_and_the_last_takeover() {
         let status = NodeStatus {
-            node: "node1".into(),
-            pid: 4242,
-            role: Role::Active,
-            version: "0.1.0".into(),
-            started_at: "2026-11-02T08:00:00Z".into(),
-            uptime_secs: 65,
-            data_dir: "/var/lib/nm".into(),
-            listen: "127.0.0.1:5556".into(),
             standby_pid: Some(4300),
             takeovers: 2,
             standby: Some(nm_api::StandbyStatus {
@@ -443,7 +440,7 @@ mod tests {
                 from_pid: Some(4100),
                 reason: "fenced".into(),
             }),
-            servers: BTreeMap::new(),
+            ..node_status_fixture()
         };
         let out = node_status(&status);
         let row = |key: &str| status_row(&out, key);

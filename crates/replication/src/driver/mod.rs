@@ -108,9 +108,7 @@ fn now() -> Instant {
 
 /// Wall-clock milliseconds since the epoch, for people (the pair's start time).
 pub fn unix_ms() -> u64 {
-    supervisor_core::driver::wall_now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    supervisor_core::driver::unix_ms(supervisor_core::driver::wall_now())
 }
 
 #[cfg(test)]

@@ -820,7 +820,9 @@ fn private_dir(data_dir: &std::path::Path, name: &str) -> std::io::Result<PathBu
 /// How long after an exit the token sweep runs.
 const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
-fn unix_ms(t: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch (0 before it), as lock files and the node manager pair
+/// record wall-clock times.
+pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -22,7 +22,6 @@
 //! [`core`] holds the pure decisions, [`driver`] the tokio halves: [`driver::run_standby`] for a
 //! standby process and [`driver::start_active`] for the active's side.
 
-mod codec;
 pub mod core;
 pub mod driver;
 mod link;

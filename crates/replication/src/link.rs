@@ -8,13 +8,13 @@ use std::io;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::codec::{self, MAX_FRAME, Tag};
 use crate::core::{ActiveInfo, Pid};
+use nm_wire::codec::{self, Tag};
+use nm_wire::frame::{nonce, read_frame, write_frame};
 
 /// The link protocol's version; a peer speaking another one is refused.
 const VERSION: u16 = 1;
@@ -446,36 +446,10 @@ fn halves(
     )
 }
 
-fn nonce() -> io::Result<[u8; 32]> {
-    let mut n = [0u8; 32];
-    getrandom::fill(&mut n).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
-    Ok(n)
-}
-
-async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(bytes.len()).expect("frames are small");
-    let mut buf = Vec::with_capacity(4 + bytes.len());
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(bytes);
-    w.write_all(&buf).await
-}
-
-async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Vec<u8>> {
-    let len = r.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes (at most {MAX_FRAME})"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     const T: Duration = Duration::from_secs(5);
 

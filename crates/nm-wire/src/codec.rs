@@ -1,4 +1,4 @@
-//! The one wire codec of the standby link (DESIGN §5): bincode 2 with a size limit on every
+//! The one wire codec of nm's peer traffic (DESIGN §5): bincode 2 with a size limit on every
 //! decode, and HMAC-SHA256 tags. Swapping to postcard stays a change of this module only.
 
 use hmac::{Hmac, Mac};
@@ -8,22 +8,22 @@ use sha2::Sha256;
 
 /// The largest frame either side sends or accepts, in bytes. A longer length prefix closes the
 /// link: the stream can no longer be trusted to be in step.
-pub(crate) const MAX_FRAME: usize = 4096;
+pub const MAX_FRAME: usize = 4096;
 
 /// An HMAC-SHA256 tag.
-pub(crate) type Tag = [u8; 32];
+pub type Tag = [u8; 32];
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FRAME>()
 }
 
 /// Encodes `value`. Our own messages are small and always encodable: an error here is a bug.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, config()).expect("link messages always encode")
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, config()).expect("wire messages always encode")
 }
 
 /// Decodes a whole frame; trailing bytes are an error, like any other malformed input.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, used) =
         bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
     if used != bytes.len() {
@@ -33,12 +33,12 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 /// The HMAC-SHA256 of the parts, each prefixed with its length (so part boundaries are bound).
-pub(crate) fn mac(key: &[u8], parts: &[&[u8]]) -> Tag {
+pub fn mac(key: &[u8], parts: &[&[u8]]) -> Tag {
     keyed(key, parts).finalize().into_bytes().into()
 }
 
 /// Whether `tag` is the HMAC of the parts, compared in constant time.
-pub(crate) fn verify(key: &[u8], parts: &[&[u8]], tag: &Tag) -> bool {
+pub fn verify(key: &[u8], parts: &[&[u8]], tag: &Tag) -> bool {
     keyed(key, parts).verify_slice(tag).is_ok()
 }
 

@@ -1,0 +1,609 @@
+//! The pure HA manager of one node of the pair: no I/O, no clock. Inputs are facts fed to `on_*`
+//! with the current time, operator commands go through [`Ha::check`] then [`Ha::apply`], and
+//! decisions come out of [`Ha::poll_action`]. [`Ha::next_deadline`] says when to call
+//! [`Ha::on_timeout`]; calling it early or twice is harmless.
+//!
+//! What it keeps is the persisted [`Record`] and what it can re-derive: whether the HA-managed
+//! servers run here (told at construction), and the peer's last report with when it came (seed
+//! 004: "mostly stateless").
+//!
+//! Safety rules, in the order [`Ha`] applies them on every input:
+//! 1. A peer certified `peerdown` that communicates erases the certification; the local mode
+//!    becomes `default` and the HA-managed servers are stopped (seed 004).
+//! 2. `locked` never runs the HA-managed servers.
+//! 3. A prohibited pair state is corrected by the node whose own mode is at fault (`single` or
+//!    `config` beside a `default`, `single` or `config` peer): it returns to `default`; in
+//!    `config` mode it stops the servers; if it runs them while the peer does not communicate (the
+//!    peer is assumed `default` and may take over) it HA-resets itself. The other node holds: it
+//!    starts nothing while the state is prohibited.
+//! 4. Two primaries that communicate: the node with the greater name HA-resets itself.
+//! 5. A node becomes primary only (a) with its communicating peer's consent (a promotion claim
+//!    the peer grants only when it neither runs nor claims the servers), (b) after fencing a
+//!    silent peer, or (c) when the operator certified the peer `peerdown`.
+
+mod ops;
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod tests;
+
+/// The core tests' one clock read.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+fn tests_clock() -> Instant {
+    Instant::now()
+}
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mode::{Mode, Status, Verdict, verdict};
+
+pub use ops::{Op, Refused};
+
+/// What a node persists (atomically, in `data_dir/ha.json`): the only state it cannot re-derive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The node's own mode (never `peerdown`).
+    pub mode: Mode,
+    /// The operator certified the peer powered off (`ha peerdown`).
+    pub peerdown: bool,
+    /// HA is started here (`ha start`), stopped by `ha stop`. A new pair starts stopped.
+    pub started: bool,
+    /// A start of the HA-managed servers failed; starts are blocked until `ha clear`.
+    pub ha_idle_failed_startup: bool,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Default,
+            peerdown: false,
+            started: false,
+            ha_idle_failed_startup: false,
+        }
+    }
+}
+
+/// What a node tells its peer about itself, on every exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// Its node name.
+    pub node: String,
+    /// Random per daemon start: tells a restarted peer from the one before.
+    pub incarnation: u64,
+    /// Its own mode.
+    pub mode: Mode,
+    /// Its status.
+    pub status: Status,
+    /// It certified *us* powered off.
+    pub peerdown: bool,
+    /// HA is started there.
+    pub started: bool,
+    /// Its starts are blocked by `ha_idle_failed_startup`.
+    pub ha_idle_failed_startup: bool,
+    /// It has asked us for consent to become primary and waits for the answer.
+    pub promoting: bool,
+    /// The last promotion claim it finished (granted or not).
+    pub claims_done: u64,
+}
+
+/// Timing of the pair (`[ha]` keys in `nm.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often each node exchanges its state with the peer.
+    pub heartbeat: Duration,
+    /// A peer not heard from for this long is not communicating.
+    pub peer_timeout: Duration,
+    /// Wait this long after losing the peer before fencing it (set on one node of the pair only,
+    /// so that in a partition the other node fences first).
+    pub fence_delay: Duration,
+    /// After a failed fence, try again after this long.
+    pub fence_retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(500),
+            peer_timeout: Duration::from_secs(3),
+            fence_delay: Duration::ZERO,
+            fence_retry: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Work for the driver. Each result comes back as an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write this record atomically; on failure call [`Ha::on_persist_failed`].
+    Persist(Record),
+    /// Start the HA-managed servers; then [`Ha::on_servers_started`].
+    StartServers {
+        /// Why this node becomes primary.
+        reason: String,
+    },
+    /// Stop the HA-managed servers gracefully; then [`Ha::on_servers_stopped`].
+    StopServers {
+        /// Why.
+        reason: String,
+    },
+    /// Run the fence command against the peer; then [`Ha::on_fence_result`].
+    Fence,
+    /// Ask the peer's consent to become primary; then [`Ha::on_promote_answer`].
+    AskPromote {
+        /// The claim's number.
+        claim: u64,
+    },
+    /// HA reset of this node: write the smith log line (fsync'd), kill the HA-managed servers,
+    /// act (exit the daemon). Nothing else is decided after it.
+    HaReset {
+        /// The descriptive line.
+        reason: String,
+    },
+}
+
+/// Where fencing of a silent peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceState {
+    /// Nothing to fence.
+    Idle,
+    /// The peer is lost; fencing starts at this instant (`fence_delay`).
+    Delaying(Instant),
+    /// The fence command runs.
+    Fencing,
+    /// The last fence failed; the next attempt is at this instant.
+    Failed(Instant),
+    /// The peer was fenced and has not communicated since.
+    Fenced,
+}
+
+impl FenceState {
+    /// The state's name, as `ha status` shows it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Delaying(_) => "delaying",
+            Self::Fencing => "fencing",
+            Self::Failed(_) => "failed",
+            Self::Fenced => "fenced",
+        }
+    }
+}
+
+/// The HA manager of one node.
+#[derive(Debug)]
+pub struct Ha {
+    me: String,
+    peer_name: String,
+    incarnation: u64,
+    timing: Timing,
+    record: Record,
+    since: Instant,
+    now: Instant,
+    /// Primary: this node runs (or is starting, or still stopping) the HA-managed servers.
+    holding: bool,
+    starting: bool,
+    stopping: bool,
+    peer: Option<PeerState>,
+    heard: Option<Instant>,
+    fence: FenceState,
+    promoting: Option<(u64, Instant)>,
+    next_claim: u64,
+    claims_done: u64,
+    granted: Option<(u64, u64)>,
+    /// A claim was denied: the next one waits for the peer's next report.
+    denied: bool,
+    reset: Option<String>,
+    persist_again: bool,
+    actions: VecDeque<Action>,
+}
+
+impl Ha {
+    /// A node's HA manager at daemon start: `record` as loaded, `servers_up` whether any
+    /// HA-managed server already runs here (adopted), which makes the node primary.
+    #[must_use]
+    pub fn new(
+        now: Instant,
+        me: &str,
+        peer_name: &str,
+        incarnation: u64,
+        record: Record,
+        servers_up: bool,
+        timing: Timing,
+    ) -> Self {
+        let mut ha = Self {
+            me: me.to_owned(),
+            peer_name: peer_name.to_owned(),
+            incarnation,
+            timing,
+            record,
+            since: now,
+            now,
+            holding: servers_up,
+            starting: false,
+            stopping: false,
+            peer: None,
+            heard: None,
+            fence: FenceState::Idle,
+            promoting: None,
+            next_claim: 0,
+            claims_done: 0,
+            granted: None,
+            denied: false,
+            reset: None,
+            persist_again: false,
+            actions: VecDeque::new(),
+        };
+        ha.evaluate(now);
+        ha
+    }
+
+    /// The peer's state arrived (an exchange in either direction).
+    pub fn on_peer_state(&mut self, now: Instant, state: PeerState) {
+        if let Some((incarnation, claim)) = self.granted
+            && (state.incarnation != incarnation || state.claims_done >= claim)
+        {
+            self.granted = None;
+        }
+        if self.fence != FenceState::Fencing {
+            self.fence = FenceState::Idle;
+        }
+        self.peer = Some(state);
+        self.heard = Some(now);
+        self.denied = false;
+        self.evaluate(now);
+    }
+
+    /// Time passed; see [`Ha::next_deadline`].
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.evaluate(now);
+    }
+
+    /// The peer asks consent to become primary; the answer is whether it is granted. A grant
+    /// holds (this node claims nothing) until the peer reports the claim finished, restarts, or
+    /// stops communicating.
+    pub fn on_promote_request(&mut self, now: Instant, incarnation: u64, claim: u64) -> bool {
+        self.now = self.now.max(now);
+        if self.reset.is_some() || self.holding || self.starting {
+            return false;
+        }
+        if let Some((mine, _)) = self.promoting {
+            // both claim at once: the lesser name wins
+            if self.me < self.peer_name {
+                return false;
+            }
+            self.promoting = None;
+            self.claims_done = mine;
+        }
+        self.granted = Some((incarnation, claim));
+        true
+    }
+
+    /// The peer answered our claim (`granted = false` also for no answer).
+    pub fn on_promote_answer(&mut self, now: Instant, claim: u64, granted: bool) {
+        if self.promoting.map(|(c, _)| c) != Some(claim) {
+            return;
+        }
+        self.promoting = None;
+        self.claims_done = claim;
+        self.denied = !granted;
+        let peer_primary = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.status == Status::Primary);
+        if granted && self.may_promote() && !peer_primary && self.reset.is_none() {
+            self.promote("the peer consented".into());
+        }
+        self.evaluate(now);
+    }
+
+    /// The fence command finished.
+    pub fn on_fence_result(&mut self, now: Instant, result: Result<(), String>) {
+        if self.fence == FenceState::Fencing {
+            self.fence = match result {
+                Ok(()) => FenceState::Fenced,
+                Err(_) => FenceState::Failed(now + self.timing.fence_retry),
+            };
+        }
+        self.evaluate(now);
+    }
+
+    /// The HA-managed servers were started (`Ok`), or a start failed: the node sets
+    /// `ha_idle_failed_startup` and stops what did start.
+    pub fn on_servers_started(&mut self, now: Instant, result: Result<(), String>) {
+        self.starting = false;
+        if let Err(why) = result {
+            self.record.ha_idle_failed_startup = true;
+            self.actions.push_back(Action::Persist(self.record));
+            self.stop_servers(format!("a start of the HA-managed servers failed: {why}"));
+        }
+        self.evaluate(now);
+    }
+
+    /// The HA-managed servers are all stopped: the node is no longer primary.
+    pub fn on_servers_stopped(&mut self, now: Instant) {
+        if self.stopping {
+            self.stopping = false;
+            self.holding = false;
+        }
+        self.evaluate(now);
+    }
+
+    /// A [`Action::Persist`] failed: it is tried again at the next input.
+    pub fn on_persist_failed(&mut self, now: Instant) {
+        self.persist_again = true;
+        self.now = self.now.max(now);
+    }
+
+    /// The next action, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Ha::on_timeout`] next (always after the last input's time).
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let silent = self.heard.unwrap_or(self.since) + self.timing.peer_timeout;
+        let mut d = vec![silent];
+        match self.fence {
+            FenceState::Delaying(t) | FenceState::Failed(t) => d.push(t),
+            _ => {}
+        }
+        if let Some((_, at)) = self.promoting {
+            d.push(at + self.timing.peer_timeout);
+        }
+        d.into_iter().filter(|&t| t > self.now).min()
+    }
+
+    /// The persisted record as it stands.
+    #[must_use]
+    pub fn record(&self) -> Record {
+        self.record
+    }
+
+    /// This node's status.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        if self.holding {
+            Status::Primary
+        } else if self.record.started && self.record.mode != Mode::Locked {
+            Status::Running
+        } else {
+            Status::Stopped
+        }
+    }
+
+    /// Whether the peer has been silent for `peer_timeout` at `now` (since this core started,
+    /// when it never was heard). Neither communicating nor silent is the start-up window, when
+    /// nothing is decided from the peer's absence.
+    #[must_use]
+    pub fn silent(&self, now: Instant) -> bool {
+        now >= self.heard.unwrap_or(self.since) + self.timing.peer_timeout
+    }
+
+    /// Whether the peer counts as communicating at `now`.
+    #[must_use]
+    pub fn communicating(&self, now: Instant) -> bool {
+        self.heard
+            .is_some_and(|h| now.saturating_duration_since(h) < self.timing.peer_timeout)
+    }
+
+    /// The peer's last report, if it communicates at `now`.
+    #[must_use]
+    pub fn peer(&self, now: Instant) -> Option<&PeerState> {
+        self.peer.as_ref().filter(|_| self.communicating(now))
+    }
+
+    /// The pair state `left-right` at `now`, from this node's point of view (module docs of
+    /// [`crate::mode`]), and its verdict.
+    #[must_use]
+    pub fn pair(&self, now: Instant) -> (Mode, Mode, Verdict) {
+        let comm = self.communicating(now);
+        let peer = self.peer(now);
+        let left = if peer.is_some_and(|p| p.peerdown) {
+            Mode::Peerdown
+        } else {
+            self.record.mode
+        };
+        let right = if self.record.peerdown {
+            Mode::Peerdown
+        } else {
+            peer.map_or(Mode::Default, |p| p.mode)
+        };
+        (left, right, verdict(left, right, comm))
+    }
+
+    /// Where fencing stands.
+    #[must_use]
+    pub fn fence_state(&self) -> FenceState {
+        self.fence
+    }
+
+    /// Why an HA reset was decided, once it was.
+    #[must_use]
+    pub fn reset_reason(&self) -> Option<&str> {
+        self.reset.as_deref()
+    }
+
+    /// Whether a start or stop of the HA-managed servers is under way.
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        self.starting || self.stopping || self.promoting.is_some()
+    }
+
+    /// What this node tells its peer.
+    #[must_use]
+    pub fn state_for_peer(&self) -> PeerState {
+        PeerState {
+            node: self.me.clone(),
+            incarnation: self.incarnation,
+            mode: self.record.mode,
+            status: self.status(),
+            peerdown: self.record.peerdown,
+            started: self.record.started,
+            ha_idle_failed_startup: self.record.ha_idle_failed_startup,
+            promoting: self.promoting.is_some(),
+            claims_done: self.claims_done,
+        }
+    }
+
+    fn may_promote(&self) -> bool {
+        self.record.started
+            && self.record.mode != Mode::Locked
+            && !self.record.ha_idle_failed_startup
+            && !self.holding
+            && !self.starting
+            && !self.stopping
+    }
+
+    fn promote(&mut self, reason: String) {
+        self.holding = true;
+        self.starting = true;
+        self.actions.push_back(Action::StartServers { reason });
+    }
+
+    fn stop_servers(&mut self, reason: String) {
+        if self.holding && !self.stopping {
+            self.stopping = true;
+            self.actions.push_back(Action::StopServers { reason });
+        }
+    }
+
+    fn ha_reset(&mut self, reason: String) {
+        if self.reset.is_none() {
+            self.reset = Some(reason.clone());
+            self.actions.push_back(Action::HaReset { reason });
+        }
+    }
+
+    fn persist(&mut self) {
+        self.actions.push_back(Action::Persist(self.record));
+    }
+
+    #[allow(clippy::too_many_lines)] // the rules read best in one place, in the module docs' order
+    fn evaluate(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.reset.is_some() {
+            return;
+        }
+        if std::mem::take(&mut self.persist_again) {
+            self.persist();
+        }
+        if let Some((claim, at)) = self.promoting
+            && now >= at + self.timing.peer_timeout
+        {
+            self.promoting = None;
+            self.claims_done = claim;
+        }
+        let comm = self.communicating(now);
+        if !comm {
+            // a silent peer's grant is void: fencing decides from here
+            self.granted = None;
+        }
+        // rule 1 (seed 004): a certified-down peer that communicates erases the certification
+        if comm && self.record.peerdown {
+            self.record.peerdown = false;
+            self.record.mode = Mode::Default;
+            self.record.started = false;
+            self.persist();
+            self.stop_servers("the peer certified peerdown communicates: certification erased, mode default, HA-managed servers stopped".into());
+        }
+        // rule 2
+        if self.record.mode == Mode::Locked {
+            self.stop_servers("mode locked".into());
+        }
+        if !comm && !self.silent(now) {
+            return; // the start-up window: the peer's absence is not known yet
+        }
+        // rule 3
+        let (left, right, v) = self.pair(now);
+        if v == Verdict::Prohibited {
+            if matches!(left, Mode::Single | Mode::Config) {
+                if !comm && self.holding && !self.stopping {
+                    self.ha_reset(format!(
+                        "prohibited state {left}-{right}: the peer stopped communicating and is assumed in default mode while this node runs the HA-managed servers in {left} mode"
+                    ));
+                    return;
+                }
+                self.record.mode = Mode::Default;
+                self.persist();
+                let peer_primary = self.peer(now).is_some_and(|p| p.status == Status::Primary);
+                if left == Mode::Config || peer_primary {
+                    self.stop_servers(format!(
+                        "prohibited state {left}-{right}: mode set to default"
+                    ));
+                }
+            }
+            if self.pair(now).2 == Verdict::Prohibited {
+                return; // hold: the peer corrects its side
+            }
+        }
+        // rule 4
+        let peer = self.peer(now).cloned();
+        if let Some(p) = &peer
+            && self.holding
+            && !self.stopping
+            && p.status == Status::Primary
+        {
+            if self.me > self.peer_name {
+                self.ha_reset(format!(
+                    "both nodes primary: {} and {} run the HA-managed servers; {} yields (the greater name)",
+                    self.me, self.peer_name, self.me
+                ));
+            }
+            return;
+        }
+        // rule 5
+        if !self.may_promote() || self.promoting.is_some() || self.denied {
+            return;
+        }
+        match peer {
+            Some(p) => {
+                if matches!(
+                    self.fence,
+                    FenceState::Delaying(_) | FenceState::Failed(_) | FenceState::Fenced
+                ) {
+                    self.fence = FenceState::Idle;
+                }
+                if p.status == Status::Primary || p.promoting || self.granted.is_some() {
+                    return; // the peer runs the servers or is about to: secondary
+                }
+                let peer_can = p.started && p.mode != Mode::Locked && !p.ha_idle_failed_startup;
+                if peer_can && self.peer_name < self.me {
+                    return; // both could: the lesser name becomes primary
+                }
+                self.next_claim += 1;
+                self.promoting = Some((self.next_claim, now));
+                self.actions.push_back(Action::AskPromote {
+                    claim: self.next_claim,
+                });
+            }
+            None if self.record.peerdown => {
+                self.promote("the peer is certified peerdown".into());
+            }
+            None => match self.fence {
+                FenceState::Idle if !self.timing.fence_delay.is_zero() => {
+                    self.fence = FenceState::Delaying(now + self.timing.fence_delay);
+                }
+                FenceState::Idle => self.start_fence(),
+                FenceState::Delaying(t) | FenceState::Failed(t) if now >= t => {
+                    self.start_fence();
+                }
+                FenceState::Fenced => {
+                    self.promote(format!("the peer {} was fenced", self.peer_name));
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn start_fence(&mut self) {
+        self.fence = FenceState::Fencing;
+        self.actions.push_back(Action::Fence);
+    }
+}

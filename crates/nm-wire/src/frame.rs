@@ -1,0 +1,50 @@
+//! Length-prefixed frames (a big-endian `u32`, then the bytes) and nonces.
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::codec::MAX_FRAME;
+
+/// Writes one frame.
+///
+/// # Errors
+/// Any I/O error of the stream.
+///
+/// # Panics
+/// When `bytes` is longer than 4 GiB (our frames are a few KiB at most).
+pub async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len()).expect("frames are small");
+    let mut buf = Vec::with_capacity(4 + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+    w.write_all(&buf).await
+}
+
+/// Reads one frame.
+///
+/// # Errors
+/// Any I/O error (`UnexpectedEof` when the peer closed the stream); `InvalidData` when the length
+/// prefix exceeds [`MAX_FRAME`]: nothing more can be read from this stream.
+pub async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Vec<u8>> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes (at most {MAX_FRAME})"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// 32 random bytes from the kernel.
+///
+/// # Errors
+/// When the kernel has no randomness to give (`getrandom` failed).
+pub fn nonce() -> io::Result<[u8; 32]> {
+    let mut n = [0u8; 32];
+    getrandom::fill(&mut n).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    Ok(n)
+}

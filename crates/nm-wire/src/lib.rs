@@ -1,0 +1,13 @@
+//! nm's peer wire (DESIGN §3 "API", §5): every byte two nm processes exchange goes through here.
+//!
+//! - [`codec`]: bincode 2 with a size limit on every decode, HMAC-SHA256 tags.
+//! - [`frame`]: length-prefixed frames on a stream; a length beyond [`codec::MAX_FRAME`] is an
+//!   error (the stream is no longer in step).
+//! - [`session`]: a handshake that authenticates both sides under a shared key (a nonce from each
+//!   side, a session key from both), then sealed frames carrying a direction, a sequence number
+//!   and a tag. A sealed frame that fails its tag, its sequence or decoding is reported as
+//!   [`session::Received::Rejected`] and never handed over as a message.
+
+pub mod codec;
+pub mod frame;
+pub mod session;

@@ -1,0 +1,509 @@
+//! An authenticated session over TCP between two holders of one shared key.
+//!
+//! ```text
+//! server                                   client
+//!   Challenge { version, nonce_s }  ───▶
+//!                                   ◀───   Hello { version, nonce_c, identity, tag }
+//!   Welcome { identity, tag }       ───▶   (or Refused { reason, tag })
+//!   sealed frames both ways: { seq, body, HMAC(session, direction ‖ seq ‖ body) }
+//! ```
+//!
+//! Every tag binds the protocol label, both nonces and the identity, so a recorded handshake or
+//! frame cannot be replayed into another session; the session key is the HMAC of both nonces
+//! under the shared key. Sequence numbers start at 1 in each direction and must increase by one.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::codec::{self, Tag};
+use crate::frame::{nonce, read_frame, write_frame};
+
+/// Why a handshake failed. Nothing was exchanged but the handshake.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The stream failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The other side did not finish the handshake in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// A handshake frame did not decode.
+    #[error("malformed handshake frame: {0}")]
+    Malformed(String),
+    /// The other side speaks another protocol version.
+    #[error("protocol version {theirs}, this side speaks {ours}")]
+    Version {
+        /// Its version.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// The other side's tag is wrong: it does not hold the same key.
+    #[error("the other side failed authentication (not the same key)")]
+    BadTag,
+}
+
+/// A protocol: its label (bound into every tag) and version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol {
+    /// A name unique to the protocol, e.g. `"nm-ha"`.
+    pub label: &'static str,
+    /// Its version; a peer speaking another one is refused.
+    pub version: u16,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Challenge {
+    version: u16,
+    nonce: [u8; 32],
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    version: u16,
+    nonce: [u8; 32],
+    identity: Vec<u8>,
+    tag: Tag,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Welcome { identity: Vec<u8>, tag: Tag },
+    Refused { reason: String, tag: Tag },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sealed {
+    seq: u64,
+    body: Vec<u8>,
+    tag: Tag,
+}
+
+/// A client that authenticated itself, waiting for the server's answer.
+#[derive(Debug)]
+pub struct Pending<T> {
+    stream: TcpStream,
+    proto: Protocol,
+    key: Vec<u8>,
+    server_nonce: [u8; 32],
+    client_nonce: [u8; 32],
+    /// The client's identity, authenticated.
+    pub peer: T,
+}
+
+/// What a client's connection attempt ended with.
+#[derive(Debug)]
+pub enum Connected<T> {
+    /// Linked: the halves, and the server's authenticated identity.
+    Linked(Receiver, Sender, T),
+    /// The server refused us, for this (authenticated) reason.
+    Refused(String),
+}
+
+/// What a [`Receiver`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received<M> {
+    /// An authenticated message.
+    Msg(M),
+    /// A frame that failed authentication, sequence or decoding: dropped, never acted on.
+    Rejected(String),
+}
+
+/// Server side: challenge a connecting client and check its hello.
+///
+/// # Errors
+/// See [`HandshakeError`].
+pub async fn accept<T: DeserializeOwned>(
+    mut stream: TcpStream,
+    proto: Protocol,
+    key: &[u8],
+    timeout: Duration,
+) -> Result<Pending<T>, HandshakeError> {
+    let _ = stream.set_nodelay(true);
+    let server_nonce = nonce()?;
+    let run = async {
+        let challenge = Challenge {
+            version: proto.version,
+            nonce: server_nonce,
+        };
+        write_frame(&mut stream, &codec::encode(&challenge)).await?;
+        let hello: Hello =
+            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
+        check_version(proto, hello.version)?;
+        let parts: [&[u8]; 5] = [
+            proto.label.as_bytes(),
+            b"hello",
+            &server_nonce,
+            &hello.nonce,
+            &hello.identity,
+        ];
+        if !codec::verify(key, &parts, &hello.tag) {
+            return Err(HandshakeError::BadTag);
+        }
+        let peer = codec::decode(&hello.identity).map_err(HandshakeError::Malformed)?;
+        Ok((hello.nonce, peer))
+    };
+    let (client_nonce, peer) = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| HandshakeError::Timeout(timeout))??;
+    Ok(Pending {
+        stream,
+        proto,
+        key: key.to_vec(),
+        server_nonce,
+        client_nonce,
+        peer,
+    })
+}
+
+impl<T> Pending<T> {
+    /// Accepts the client: sends our authenticated identity and returns the session's halves.
+    ///
+    /// # Errors
+    /// When the stream fails.
+    pub async fn welcome<U: Serialize>(mut self, me: &U) -> io::Result<(Receiver, Sender)> {
+        let identity = codec::encode(me);
+        let tag = codec::mac(
+            &self.key,
+            &[
+                self.proto.label.as_bytes(),
+                b"welcome",
+                &self.server_nonce,
+                &self.client_nonce,
+                &identity,
+            ],
+        );
+        let answer = Answer::Welcome { identity, tag };
+        write_frame(&mut self.stream, &codec::encode(&answer)).await?;
+        let session = session(
+            self.proto,
+            &self.key,
+            &self.server_nonce,
+            &self.client_nonce,
+        );
+        Ok(halves(self.stream, session, Side::Server))
+    }
+
+    /// Refuses the client with a reason it can log; the stream is closed.
+    pub async fn refuse(mut self, reason: &str) {
+        let tag = codec::mac(
+            &self.key,
+            &[
+                self.proto.label.as_bytes(),
+                b"refused",
+                &self.server_nonce,
+                &self.client_nonce,
+                reason.as_bytes(),
+            ],
+        );
+        let answer = Answer::Refused {
+            reason: reason.to_owned(),
+            tag,
+        };
+        let _ = write_frame(&mut self.stream, &codec::encode(&answer)).await;
+    }
+}
+
+/// Client side: connect and authenticate both ways.
+///
+/// # Errors
+/// See [`HandshakeError`].
+pub async fn connect<T: DeserializeOwned, U: Serialize>(
+    addr: SocketAddr,
+    proto: Protocol,
+    key: &[u8],
+    me: &U,
+    timeout: Duration,
+) -> Result<Connected<T>, HandshakeError> {
+    let identity = codec::encode(me);
+    let run = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        let challenge: Challenge =
+            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
+        check_version(proto, challenge.version)?;
+        let client_nonce = nonce()?;
+        let tag = codec::mac(
+            key,
+            &[
+                proto.label.as_bytes(),
+                b"hello",
+                &challenge.nonce,
+                &client_nonce,
+                &identity,
+            ],
+        );
+        let hello = Hello {
+            version: proto.version,
+            nonce: client_nonce,
+            identity: identity.clone(),
+            tag,
+        };
+        write_frame(&mut stream, &codec::encode(&hello)).await?;
+        let answer: Answer =
+            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
+        match answer {
+            Answer::Welcome { identity, tag } => {
+                let parts: [&[u8]; 5] = [
+                    proto.label.as_bytes(),
+                    b"welcome",
+                    &challenge.nonce,
+                    &client_nonce,
+                    &identity,
+                ];
+                if !codec::verify(key, &parts, &tag) {
+                    return Err(HandshakeError::BadTag);
+                }
+                let peer = codec::decode(&identity).map_err(HandshakeError::Malformed)?;
+                let session = session(proto, key, &challenge.nonce, &client_nonce);
+                let (r, w) = halves(stream, session, Side::Client);
+                Ok(Connected::Linked(r, w, peer))
+            }
+            Answer::Refused { reason, tag } => {
+                let parts: [&[u8]; 5] = [
+                    proto.label.as_bytes(),
+                    b"refused",
+                    &challenge.nonce,
+                    &client_nonce,
+                    reason.as_bytes(),
+                ];
+                if !codec::verify(key, &parts, &tag) {
+                    return Err(HandshakeError::BadTag);
+                }
+                Ok(Connected::Refused(reason))
+            }
+        }
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| HandshakeError::Timeout(timeout))?
+}
+
+/// The sending half of a session.
+#[derive(Debug)]
+pub struct Sender {
+    w: OwnedWriteHalf,
+    session: Tag,
+    dir: &'static [u8],
+    seq: u64,
+}
+
+impl Sender {
+    /// Seals and sends one message.
+    ///
+    /// # Errors
+    /// When the stream fails; the session is then unusable.
+    pub async fn send<M: Serialize>(&mut self, msg: &M) -> io::Result<()> {
+        self.seq += 1;
+        let body = codec::encode(msg);
+        let tag = codec::mac(&self.session, &[self.dir, &self.seq.to_be_bytes(), &body]);
+        let sealed = Sealed {
+            seq: self.seq,
+            body,
+            tag,
+        };
+        write_frame(&mut self.w, &codec::encode(&sealed)).await
+    }
+}
+
+/// The receiving half of a session.
+#[derive(Debug)]
+pub struct Receiver {
+    r: OwnedReadHalf,
+    session: Tag,
+    dir: &'static [u8],
+    seq: u64,
+}
+
+impl Receiver {
+    /// Reads the next frame.
+    ///
+    /// # Errors
+    /// When the stream fails or closes (`UnexpectedEof`), or a length prefix is out of bounds:
+    /// the session is over. A bad frame is not an error: it is [`Received::Rejected`].
+    pub async fn recv<M: DeserializeOwned>(&mut self) -> io::Result<Received<M>> {
+        let frame = read_frame(&mut self.r).await?;
+        Ok(self.open(&frame))
+    }
+
+    fn open<M: DeserializeOwned>(&mut self, frame: &[u8]) -> Received<M> {
+        let sealed: Sealed = match codec::decode(frame) {
+            Ok(s) => s,
+            Err(e) => return Received::Rejected(format!("undecodable frame: {e}")),
+        };
+        let seq = sealed.seq.to_be_bytes();
+        if !codec::verify(&self.session, &[self.dir, &seq, &sealed.body], &sealed.tag) {
+            return Received::Rejected("frame failed authentication".into());
+        }
+        if sealed.seq != self.seq + 1 {
+            return Received::Rejected(format!(
+                "frame out of sequence ({} after {})",
+                sealed.seq, self.seq
+            ));
+        }
+        self.seq = sealed.seq;
+        match codec::decode(&sealed.body) {
+            Ok(msg) => Received::Msg(msg),
+            Err(e) => Received::Rejected(format!("undecodable message: {e}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Server,
+    Client,
+}
+
+const TO_CLIENT: &[u8] = b"server->client";
+const TO_SERVER: &[u8] = b"client->server";
+
+fn check_version(proto: Protocol, theirs: u16) -> Result<(), HandshakeError> {
+    if theirs == proto.version {
+        Ok(())
+    } else {
+        Err(HandshakeError::Version {
+            theirs,
+            ours: proto.version,
+        })
+    }
+}
+
+fn session(proto: Protocol, key: &[u8], server_nonce: &[u8], client_nonce: &[u8]) -> Tag {
+    codec::mac(
+        key,
+        &[
+            proto.label.as_bytes(),
+            b"session",
+            server_nonce,
+            client_nonce,
+        ],
+    )
+}
+
+fn halves(stream: TcpStream, session: Tag, side: Side) -> (Receiver, Sender) {
+    let (send, recv) = match side {
+        Side::Server => (TO_CLIENT, TO_SERVER),
+        Side::Client => (TO_SERVER, TO_CLIENT),
+    };
+    let (r, w) = stream.into_split();
+    (
+        Receiver {
+            r,
+            session,
+            dir: recv,
+            seq: 0,
+        },
+        Sender {
+            w,
+            session,
+            dir: send,
+            seq: 0,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Protocol = Protocol {
+        label: "nm-test",
+        version: 1,
+    };
+    const T: Duration = Duration::from_secs(5);
+
+    async fn pair(
+        server_key: &'static [u8],
+        client_key: &'static [u8],
+    ) -> (
+        Result<Pending<String>, HandshakeError>,
+        tokio::task::JoinHandle<Result<Connected<String>, HandshakeError>>,
+    ) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            connect::<String, _>(addr, P, client_key, &"client".to_owned(), T).await
+        });
+        let (s, _) = l.accept().await.unwrap();
+        (accept(s, P, server_key, T).await, client)
+    }
+
+    #[tokio::test]
+    async fn both_sides_authenticate_and_exchange_sealed_messages() {
+        let (pending, client) = pair(b"k", b"k").await;
+        let pending = pending.unwrap();
+        assert_eq!(pending.peer, "client");
+        let (mut sr, mut sw) = pending.welcome(&"server".to_owned()).await.unwrap();
+        let Connected::Linked(mut cr, mut cw, server) = client.await.unwrap().unwrap() else {
+            panic!("not linked");
+        };
+        assert_eq!(server, "server");
+        cw.send(&7u32).await.unwrap();
+        sw.send(&8u32).await.unwrap();
+        assert_eq!(sr.recv::<u32>().await.unwrap(), Received::Msg(7));
+        assert_eq!(cr.recv::<u32>().await.unwrap(), Received::Msg(8));
+    }
+
+    #[tokio::test]
+    async fn a_client_with_another_key_is_refused_and_so_is_a_server() {
+        let (pending, _client) = pair(b"k", b"other").await;
+        assert!(matches!(pending, Err(HandshakeError::BadTag)));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_reaches_the_client_with_its_reason() {
+        let (pending, client) = pair(b"k", b"k").await;
+        pending.unwrap().refuse("not my peer").await;
+        match client.await.unwrap().unwrap() {
+            Connected::Refused(r) => assert_eq!(r, "not my peer"),
+            Connected::Linked(..) => panic!("linked"),
+        }
+    }
+
+    #[tokio::test]
+    async fn forged_replayed_reflected_and_garbage_frames_are_rejected() {
+        let (pending, client) = pair(b"k", b"k").await;
+        let (mut sr, _sw) = pending.unwrap().welcome(&String::new()).await.unwrap();
+        let Connected::Linked(_cr, cw, _) = client.await.unwrap().unwrap() else {
+            panic!("not linked");
+        };
+        let mut w = cw.w;
+        write_frame(&mut w, b"\xff\xff\xff").await.unwrap();
+        let body = codec::encode(&5u32);
+        let seal = |key: &[u8], dir: &[u8], seq: u64| Sealed {
+            seq,
+            tag: codec::mac(key, &[dir, &seq.to_be_bytes(), &body]),
+            body: body.clone(),
+        };
+        // wrong key, then the server's own direction (a reflection), then good, then a replay
+        for s in [
+            seal(b"guess", TO_SERVER, 1),
+            seal(&cw.session, TO_CLIENT, 1),
+            seal(&cw.session, TO_SERVER, 1),
+            seal(&cw.session, TO_SERVER, 1),
+        ] {
+            write_frame(&mut w, &codec::encode(&s)).await.unwrap();
+        }
+        let mut seen = vec![];
+        for _ in 0..5 {
+            seen.push(sr.recv::<u32>().await.unwrap());
+        }
+        assert!(matches!(seen[0], Received::Rejected(ref r) if r.contains("undecodable")));
+        assert!(matches!(seen[1], Received::Rejected(ref r) if r.contains("authentication")));
+        assert!(matches!(seen[2], Received::Rejected(ref r) if r.contains("authentication")));
+        assert_eq!(seen[3], Received::Msg(5));
+        assert!(matches!(seen[4], Received::Rejected(ref r) if r.contains("sequence")));
+        use tokio::io::AsyncWriteExt;
+        w.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let err = sr.recv::<u32>().await.unwrap_err();
+        assert!(err.to_string().contains("at most"));
+    }
+}

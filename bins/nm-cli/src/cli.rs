@@ -72,6 +72,10 @@ pub(crate) enum DaemonCommand {
     /// The node manager itself
     #[command(subcommand, arg_required_else_help = false)]
     Nm(NmCommand),
+    /// The two-node HA pair (modes, statuses, start/stop of the HA-managed servers). Every
+    /// command reports both nodes afterwards.
+    #[command(subcommand, arg_required_else_help = false)]
+    Ha(HaCommand),
     /// Stop the node manager (stopNodeManager); its servers keep running unless --stop-servers
     Shutdown {
         /// Stop every server before the daemon exits
@@ -159,6 +163,35 @@ pub(crate) enum NmCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum HaCommand {
+    /// Both nodes' modes and statuses; changes nothing.
+    Status,
+    /// Both nodes to default mode; this node becomes primary, the peer secondary.
+    Start,
+    /// Stop the HA-managed servers on both nodes without an HA reset; both end in default mode.
+    Stop,
+    /// This node to config mode (the peer must be locked or certified peerdown).
+    Config,
+    /// Lift ha_idle_failed_startup after a failed start.
+    Clear,
+    /// Certify that the peer is powered off (never automate this).
+    Peerdown,
+    /// Withdraw the peerdown certification (refused in single or config mode).
+    Peerup,
+    /// Set this node's mode: default, single, config or locked.
+    Mode {
+        #[arg(value_parser = ["default", "single", "config", "locked"])]
+        mode: String,
+    },
+    /// `force smith`: HA reset of this node now (default mode only).
+    Force {
+        /// The word `smith` (two words, so it is not fired by accident).
+        #[arg(value_parser = ["smith"])]
+        what: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -176,6 +209,14 @@ mod tests {
             Cli::try_parse_from(["nm-cli", "server", "list", "--json", "--socket", "/s"]).unwrap();
         assert!(cli.json);
         assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+    }
+
+    #[test]
+    fn ha_force_needs_the_word_smith() {
+        assert!(Cli::try_parse_from(["nm-cli", "ha", "force"]).is_err());
+        assert!(Cli::try_parse_from(["nm-cli", "ha", "force", "reset"]).is_err());
+        assert!(Cli::try_parse_from(["nm-cli", "ha", "force", "smith"]).is_ok());
+        assert!(Cli::try_parse_from(["nm-cli", "ha", "mode", "peerdown"]).is_err());
     }
 
     #[test]

@@ -18,12 +18,12 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
 use http_body_util::BodyExt as _;
 use nm_api::client::{Client, ClientError};
-use nm_api::{CommandReply, NodeStatus, ServerInfo, ShutdownReply, ShutdownRequest};
+use nm_api::{CommandReply, HaReply, NodeStatus, ServerInfo, ShutdownReply, ShutdownRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use supervisor_core::Command as ServerCmd;
 
-use crate::cli::{Cli, Command, Control, DaemonCommand, NmCommand, ServerCommand};
+use crate::cli::{Cli, Command, Control, DaemonCommand, HaCommand, NmCommand, ServerCommand};
 use crate::endpoint::Hints;
 use crate::render::Verdict;
 
@@ -142,6 +142,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let query = log_query(standby.then_some("standby=true"), tail, follow);
             stream_log(&client, &format!("/v1/nm/log{query}")).await
+        }
+        DaemonCommand::Ha(cmd) => {
+            let path = match &cmd {
+                HaCommand::Status => None,
+                HaCommand::Start => Some("/v1/ha/start".to_owned()),
+                HaCommand::Stop => Some("/v1/ha/stop".to_owned()),
+                HaCommand::Config => Some("/v1/ha/config".to_owned()),
+                HaCommand::Clear => Some("/v1/ha/clear".to_owned()),
+                HaCommand::Peerdown => Some("/v1/ha/peerdown".to_owned()),
+                HaCommand::Peerup => Some("/v1/ha/peerup".to_owned()),
+                HaCommand::Mode { mode } => Some(format!("/v1/ha/mode/{mode}")),
+                HaCommand::Force { .. } => Some("/v1/ha/force-smith".to_owned()),
+            };
+            let reply: HaReply = match path {
+                None => get(&client, "/v1/ha").await?,
+                // `ha start` / `ha stop` wait for servers to stop and start on both nodes
+                Some(p) => post(&client, &p, &serde_json::json!({}), STOP_ALL_WITHIN).await?,
+            };
+            print_doc(json, &reply, || render::ha(&reply))
         }
         DaemonCommand::Shutdown { stop_servers } => {
             let within = if stop_servers {

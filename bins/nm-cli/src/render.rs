@@ -4,7 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use comfy_table::{ContentArrangement, Table, presets};
-use nm_api::{CommandReply, NodeStatus, Role, ServerInfo, ServerState, ShutdownReply};
+use nm_api::{
+    CommandReply, HaReply, HaVerdict, NodeReport, NodeStatus, Role, ServerInfo, ServerState,
+    ShutdownReply,
+};
 use supervisor_core::Command;
 
 /// Longest `REASON` shown in `server list`, in characters (the full text is in `server status`).
@@ -250,6 +253,69 @@ fn shell_words(argv: &[String]) -> String {
     words.join(" ")
 }
 
+/// `nm-cli ha …`: the steps taken, both nodes, then the pair's state.
+pub(crate) fn ha(reply: &HaReply) -> String {
+    let r = &reply.report;
+    let mut out = String::new();
+    if !reply.steps.is_empty() {
+        out.push_str("steps:\n");
+        for s in &reply.steps {
+            out.push_str(&format!("  {s}\n"));
+        }
+    }
+    if !r.configured {
+        out.push_str(&format!(
+            "HA is not configured on {} (no [ha] in nm.toml): mode default, status running; every server may run here\n",
+            r.local.node
+        ));
+        return out;
+    }
+    let mut t = table();
+    t.set_header(["NODE", "ROLE", "MODE", "STATUS", "HA_IDLE_FAILED_STARTUP"]);
+    let row = |n: &NodeReport, role: &str| {
+        let mode = match (n.assumed, n.mode) {
+            (true, nm_api::HaMode::Peerdown) => "peerdown (certified)".to_owned(),
+            (true, m) => format!("{m} (assumed)"),
+            (false, m) => m.to_string(),
+        };
+        let idle = n
+            .ha_idle_failed_startup
+            .map_or("-", |b| if b { "yes" } else { "no" });
+        vec![
+            n.node.clone(),
+            role.to_owned(),
+            mode,
+            opt(n.status),
+            idle.to_owned(),
+        ]
+    };
+    t.add_row(row(&r.local, "local"));
+    t.add_row(row(&r.peer, "peer"));
+    out.push_str(&finish(&mut t));
+    let verdict = match r.verdict {
+        HaVerdict::Allowed => "allowed",
+        HaVerdict::Prohibited => "PROHIBITED",
+    };
+    let peer = match (r.communicating, r.peer_heard_ms_ago) {
+        (true, Some(ms)) => format!("communicating (heard {ms} ms ago)"),
+        (_, Some(ms)) => format!(
+            "NOT communicating (last heard {} ago)",
+            human_duration(Duration::from_millis(ms))
+        ),
+        (_, None) => "NOT communicating (never heard since this daemon started)".to_owned(),
+    };
+    let mut kv = table();
+    kv.add_row(vec!["state".to_owned(), format!("{} ({verdict})", r.state)]);
+    kv.add_row(vec!["peer".to_owned(), peer]);
+    kv.add_row(vec!["fence".to_owned(), r.fence.clone()]);
+    kv.add_row(vec!["servers".to_owned(), dash(&r.servers.join(", "))]);
+    if r.rejected_frames > 0 {
+        kv.add_row(vec!["rejected".to_owned(), r.rejected_frames.to_string()]);
+    }
+    out.push_str(&finish(&mut kv));
+    out
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
@@ -287,6 +353,81 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    fn ha_reply() -> HaReply {
+        let mut report = nm_api::HaReport::unconfigured("node1");
+        report.configured = true;
+        report.local.status = Some(nm_api::HaStatus::Primary);
+        report.peer = NodeReport {
+            node: "node2".into(),
+            mode: nm_api::HaMode::Locked,
+            status: Some(nm_api::HaStatus::Stopped),
+            ha_idle_failed_startup: Some(false),
+            assumed: false,
+        };
+        report.communicating = true;
+        report.peer_heard_ms_ago = Some(120);
+        report.state = "default-locked".into();
+        report.servers = vec!["db".into()];
+        HaReply {
+            steps: vec!["node2: mode locked".into()],
+            report,
+        }
+    }
+
+    #[test]
+    fn ha_shows_the_steps_both_nodes_and_the_pair_state() {
+        let out = ha(&ha_reply());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "steps:");
+        assert_eq!(lines[1], "  node2: mode locked");
+        assert!(lines[2].starts_with("NODE") && lines[2].contains("HA_IDLE_FAILED_STARTUP"));
+        let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            words(lines[3]),
+            ["node1", "local", "default", "primary", "no"]
+        );
+        assert_eq!(
+            words(lines[4]),
+            ["node2", "peer", "locked", "stopped", "no"]
+        );
+        assert!(out.contains("default-locked (allowed)"), "{out}");
+        assert!(out.contains("communicating (heard 120 ms ago)"), "{out}");
+        assert!(out.contains("servers  db"), "{out}");
+    }
+
+    #[test]
+    fn ha_marks_an_assumed_or_certified_peer_and_a_prohibited_state() {
+        let mut r = ha_reply();
+        r.steps.clear();
+        r.report.communicating = false;
+        r.report.peer_heard_ms_ago = Some(4200);
+        r.report.peer.assumed = true;
+        r.report.peer.status = None;
+        r.report.peer.ha_idle_failed_startup = None;
+        r.report.peer.mode = nm_api::HaMode::Default;
+        r.report.verdict = HaVerdict::Prohibited;
+        r.report.state = "single-default".into();
+        let out = ha(&r);
+        assert!(out.starts_with("NODE"), "{out}");
+        assert!(out.contains("default (assumed)  -"), "{out}");
+        assert!(out.contains("single-default (PROHIBITED)"), "{out}");
+        assert!(
+            out.contains("NOT communicating (last heard 4s ago)"),
+            "{out}"
+        );
+        r.report.peer.mode = nm_api::HaMode::Peerdown;
+        assert!(ha(&r).contains("peerdown (certified)"));
+    }
+
+    #[test]
+    fn ha_without_ha_configured_says_so() {
+        let r = HaReply {
+            steps: vec![],
+            report: nm_api::HaReport::unconfigured("node1"),
+        };
+        assert!(ha(&r).starts_with("HA is not configured on node1"));
+    }
 
     fn at(rfc3339: &str) -> SystemTime {
         humantime::parse_rfc3339(rfc3339).unwrap()

@@ -44,6 +44,10 @@ pub(crate) struct AppState {
     pub(crate) shutdown: mpsc::Sender<ShutdownRequest>,
     pub(crate) shutdown_done:
         Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownReply>>>>,
+    /// The HA pair's manager, when `[ha]` is configured.
+    pub(crate) ha: Option<ha_modes::driver::HaHandle>,
+    /// The HA-managed servers (empty without `[ha]`).
+    pub(crate) ha_servers: Arc<Vec<String>>,
 }
 
 /// The routes; `authenticated` adds the bearer-token check (TCP).
@@ -56,6 +60,9 @@ pub(crate) fn router(state: AppState, authenticated: bool) -> Router {
         .route("/v1/servers/{name}/{command}", post(command))
         .route("/v1/nm/log", get(nm_log))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/ha", get(ha_status))
+        .route("/v1/ha/mode/{mode}", post(ha_mode))
+        .route("/v1/ha/{command}", post(ha_command))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             err(
@@ -235,6 +242,21 @@ async fn command(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
+    // seed 004: an HA-managed server runs on the primary only
+    if matches!(command, Command::Start | Command::Restart | Command::Resume)
+        && st.ha_servers.contains(&name)
+        && !st
+            .ha
+            .as_ref()
+            .is_some_and(ha_modes::driver::HaHandle::is_primary)
+    {
+        return err(
+            StatusCode::CONFLICT,
+            format!(
+                "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
+            ),
+        );
+    }
     let wait = match q.wait {
         Some(w) if w.is_finite() && w > 0.0 => Some(Duration::from_secs_f64(w.min(3600.0))),
         Some(w) if !w.is_finite() || w < 0.0 => {
@@ -501,4 +523,66 @@ async fn metrics(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `GET /v1/ha`: both nodes' modes and statuses (after an exchange with the peer).
+async fn ha_status(State(st): State<AppState>) -> Response {
+    ha_run(&st, ha_modes::driver::PairCommand::Status).await
+}
+
+/// `POST /v1/ha/{command}`.
+async fn ha_command(State(st): State<AppState>, Path(command): Path<String>) -> Response {
+    use ha_modes::driver::PairCommand as P;
+    let cmd = match command.as_str() {
+        "start" => P::Start,
+        "stop" => P::Stop,
+        "config" => P::Config,
+        "clear" => P::Clear,
+        "peerdown" => P::Peerdown,
+        "peerup" => P::Peerup,
+        "force-smith" => P::ForceSmith,
+        other => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no HA command {other:?}: use start, stop, config, clear, peerdown, peerup, force-smith or mode/MODE"
+                ),
+            );
+        }
+    };
+    ha_run(&st, cmd).await
+}
+
+/// `POST /v1/ha/mode/{mode}`.
+async fn ha_mode(State(st): State<AppState>, Path(mode): Path<String>) -> Response {
+    match mode.parse::<ha_modes::Mode>() {
+        Ok(m) => ha_run(&st, ha_modes::driver::PairCommand::Mode(m)).await,
+        Err(e) => err(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn ha_run(st: &AppState, cmd: ha_modes::driver::PairCommand) -> Response {
+    use ha_modes::driver::{HaError, PairCommand};
+    let Some(ha) = &st.ha else {
+        if cmd == PairCommand::Status {
+            let report = ha_modes::HaReport::unconfigured(&st.node);
+            return Json(ha_modes::HaReply {
+                steps: vec![],
+                report,
+            })
+            .into_response();
+        }
+        return err(
+            StatusCode::CONFLICT,
+            "HA is not configured on this node (no [ha] section in nm.toml)".into(),
+        );
+    };
+    match ha.run(cmd).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(HaError::Refused(why)) => err(StatusCode::CONFLICT, format!("refused: {why}")),
+        Err(HaError::Failed(why)) => {
+            err(StatusCode::INTERNAL_SERVER_ERROR, format!("failed: {why}"))
+        }
+        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }

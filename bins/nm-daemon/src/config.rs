@@ -9,6 +9,8 @@
 //! Items are `pub(crate)`, not `pub`: this module lives in the nm-daemon binary, where `pub` trips
 //! the workspace `unreachable_pub` lint. They are documented as if public all the same.
 
+mod ha;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -49,7 +51,11 @@ pub(crate) struct NodeConfig {
     pub(crate) servers: Vec<Arc<ServerSpec>>,
     /// Node manager replication (`standby_port`): `None` runs no standby.
     pub(crate) standby: Option<StandbyConfig>,
+    /// The two-node HA pair (`[ha]`): `None` is a node without HA.
+    pub(crate) ha: Option<HaSettings>,
 }
+
+pub(crate) use ha::HaSettings;
 
 /// The active/standby pair's settings: `standby_port`, `standby_heartbeat`, `standby_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +219,7 @@ const PASSWD: &str = "/etc/passwd";
 const RESERVED_ENV: [&str; 2] = ["NM_SERVER_NAME", "NM_SERVER_TOKEN"];
 
 /// The top-level keys, for the hint about keys written after a `[[server]]` table.
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 11] = [
     "node",
     "data_dir",
     "listen",
@@ -224,6 +230,7 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "standby_port",
     "standby_heartbeat",
     "standby_timeout",
+    "cluster_key_file",
 ];
 
 /// `standby_heartbeat` when the file has none.
@@ -253,6 +260,10 @@ struct RawConfig {
     standby_heartbeat: Option<Spanned<Dur>>,
     #[serde(default)]
     standby_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    cluster_key_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    ha: Option<Spanned<ha::RawHa>>,
     #[serde(default, rename = "server")]
     servers: Vec<Spanned<ServerSpec>>,
 }
@@ -339,7 +350,21 @@ impl Checker<'_> {
             }
         };
         let standby = self.standby(&raw, listen);
-        let servers = self.servers(raw.servers);
+        let names: Vec<String> = raw
+            .servers
+            .iter()
+            .map(|s| s.get_ref().name.as_str().to_owned())
+            .collect();
+        let ha = self.ha(&raw, node, listen, standby, &names);
+        let mut servers = self.servers(raw.servers);
+        if let Some(ha) = &ha {
+            // seed 004: the HA manager alone starts them, on the primary only
+            for s in &mut servers {
+                if ha.servers.iter().any(|n| n == s.name.as_str()) {
+                    Arc::make_mut(s).auto_start = false;
+                }
+            }
+        }
         NodeConfig {
             path,
             node: node.clone(),
@@ -351,6 +376,7 @@ impl Checker<'_> {
             log_level,
             servers,
             standby,
+            ha,
         }
     }
 

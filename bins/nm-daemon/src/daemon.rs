@@ -130,6 +130,32 @@ async fn serve(
         Some(_) => Some(load_or_create_standby_key(&cfg.data_dir)?),
         None => None,
     };
+    // the HA pair: its key and mode file are checked, its address bound, before anything starts
+    let ha_ready = match &cfg.ha {
+        Some(ha) => {
+            let key = read_cluster_key(&ha.key_file)?;
+            ha_modes::driver::store::load(&cfg.data_dir)?;
+            let listener = match tokio::net::TcpListener::bind(ha.listen).await {
+                Ok(l) => Some(l),
+                Err(e) if takeover.is_some() => {
+                    // the peer will find this node silent and fence it: say so loudly
+                    tracing::error!(listen = %ha.listen, error = %e, "cannot listen for the HA peer after the takeover: running without HA (the peer will fence this node)");
+                    None
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot listen for the HA peer on {} ([ha] listen in {})",
+                            ha.listen,
+                            cfg.path.display()
+                        )
+                    });
+                }
+            };
+            listener.map(|l| (key, l))
+        }
+        None => None,
+    };
 
     // Bind before starting anything, so a busy address starts no server. At a takeover the
     // previous active has exited (its sockets are closed) before we get here; should its port
@@ -195,9 +221,24 @@ async fn serve(
         // a takeover always adopts: the servers are the pair's, not a new daemon's
         crash_recovery: cfg.crash_recovery || takeover.is_some(),
         keep_operator_stops: takeover.is_some(),
+        no_crash_recovery: cfg
+            .ha
+            .as_ref()
+            .map(|h| h.servers.clone())
+            .unwrap_or_default(),
         servers: cfg.servers.clone(),
     })
     .context("cannot start the supervisor")?;
+
+    let (ha, mut ha_task) = match (&cfg.ha, ha_ready) {
+        (Some(settings), Some((key, listener))) => {
+            let (handle, task) =
+                ha_modes::driver::start(ha_config(&cfg, settings, key), listener, sup.clone())
+                    .context("cannot start the HA manager")?;
+            (Some(handle), Some(task))
+        }
+        _ => (None, None),
+    };
 
     // The standby is launched only now: had anything above failed, it would have taken over.
     let pair: Option<ActiveHandle> = match (cfg.standby, standby_listener, standby_key) {
@@ -247,6 +288,13 @@ async fn serve(
         token: Arc::new(token),
         shutdown: shutdown_tx,
         shutdown_done: Arc::new(tokio::sync::Mutex::new(Some(reply_rx))),
+        ha,
+        ha_servers: Arc::new(
+            cfg.ha
+                .as_ref()
+                .map(|h| h.servers.clone())
+                .unwrap_or_default(),
+        ),
     };
     let (stop_http_tx, stop_http) = tokio::sync::watch::channel(false);
     let graceful = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -282,6 +330,7 @@ async fn serve(
         _ = sigterm.recv() => Stop::Signal("SIGTERM"),
         _ = sigint.recv() => Stop::Signal("SIGINT"),
         Some(req) = shutdown_rx.recv() => Stop::Api(req),
+        exit = wait_ha(&mut ha_task) => Stop::HaReset(exit),
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // stopNodeManager (seed 000): the standby goes first, so our exit is no takeover
@@ -295,7 +344,14 @@ async fn serve(
             );
         }
     }
+    let mut ha_reset = None;
     match reason {
+        Stop::HaReset(why) => {
+            // the HA-managed servers are already killed; the others are left for the next daemon
+            tracing::error!(reason = %why, "HA reset: nm-daemon exits with status {}", crate::EXIT_HA_RESET);
+            let _ = sup.shutdown(false).await;
+            ha_reset = Some(why);
+        }
         Stop::Signal(sig) => {
             tracing::info!(
                 "{sig}: exiting; servers keep running and will be adopted by the next nm-daemon"
@@ -335,12 +391,95 @@ async fn serve(
     let _ = std::fs::remove_file(&sock_path);
     tracing::info!("nm-daemon exited");
     drop(lock);
-    Ok(())
+    match ha_reset {
+        Some(why) => Err(HaResetExit(why).into()),
+        None => Ok(()),
+    }
 }
 
 enum Stop {
     Signal(&'static str),
     Api(ShutdownRequest),
+    HaReset(String),
+}
+
+/// The daemon ended with an HA reset (main exits with [`crate::EXIT_HA_RESET`]).
+#[derive(Debug, thiserror::Error)]
+#[error("HA reset: {0}")]
+pub(crate) struct HaResetExit(pub(crate) String);
+
+/// Resolves when the HA manager ends with a reset; never without `[ha]`.
+async fn wait_ha(task: &mut Option<tokio::task::JoinHandle<ha_modes::driver::HaExit>>) -> String {
+    let Some(t) = task else {
+        return std::future::pending().await;
+    };
+    match t.await {
+        Ok(ha_modes::driver::HaExit::Reset(why)) => why,
+        Ok(ha_modes::driver::HaExit::Stopped) => "the HA manager stopped".into(),
+        Err(e) => format!("the HA manager failed: {e}"),
+    }
+}
+
+fn ha_config(
+    cfg: &NodeConfig,
+    ha: &crate::config::HaSettings,
+    key: Vec<u8>,
+) -> ha_modes::driver::HaConfig {
+    // the HA-managed servers' longest stop_timeout bounds a graceful stop
+    let stop_timeout = cfg
+        .servers
+        .iter()
+        .filter(|s| ha.servers.iter().any(|n| n == s.name.as_str()))
+        .map(|s| s.stop_timeout)
+        .max()
+        .unwrap_or(Duration::ZERO)
+        + Duration::from_secs(5);
+    ha_modes::driver::HaConfig {
+        data_dir: cfg.data_dir.clone(),
+        node: cfg.node.clone(),
+        peer: ha.peer.clone(),
+        peer_addr: ha.peer_address,
+        key,
+        servers: ha.servers.clone(),
+        fence_command: ha.fence_command.clone(),
+        fence_timeout: ha.fence_timeout,
+        reset_command: ha.reset_command.clone(),
+        start_timeout: ha.start_timeout,
+        stop_timeout,
+        timing: ha_modes::Timing {
+            heartbeat: ha.heartbeat,
+            peer_timeout: ha.peer_timeout,
+            fence_delay: ha.fence_delay,
+            fence_retry: ha.fence_retry,
+        },
+    }
+}
+
+/// The cluster key: at least 16 bytes, readable by its owner only (it authenticates the peer).
+fn read_cluster_key(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "cannot read the cluster key {} (cluster_key_file)",
+            path.display()
+        )
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "the cluster key {} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let key = std::fs::read(path)
+        .with_context(|| format!("cannot read the cluster key {}", path.display()))?;
+    if key.len() < 16 {
+        bail!(
+            "the cluster key {} is too short ({} bytes, at least 16)",
+            path.display(),
+            key.len()
+        );
+    }
+    Ok(key)
 }
 
 /// The executable a standby runs: ours. After a package upgrade replaced it, the path names the

@@ -32,6 +32,9 @@ struct Args {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a failure at start-up (data dir, address in use, another daemon running).
 const EXIT_START: u8 = 1;
+/// The exit status of an HA reset (seed 004): the HA-managed servers were killed, the smith log
+/// says why. A service manager should restart the daemon (the node rejoins as secondary).
+pub(crate) const EXIT_HA_RESET: u8 = 86;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -72,6 +75,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(daemon::run(cfg, args.standby)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<daemon::HaResetExit>().is_some() => {
+            eprintln!("nm-daemon: {e:#}");
+            ExitCode::from(EXIT_HA_RESET)
+        }
         Err(e) => {
             eprintln!("nm-daemon: {e:#}");
             ExitCode::from(EXIT_START)

@@ -41,7 +41,10 @@
 //! ```
 
 pub mod core;
+pub mod driver;
 pub mod mode;
+pub mod report;
 
 pub use crate::core::{Action, Ha, Op, PeerState, Record, Refused, Timing};
 pub use crate::mode::{Mode, Status, Verdict};
+pub use crate::report::{HaReply, HaReport, NodeReport};

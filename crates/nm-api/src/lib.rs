@@ -12,12 +12,18 @@
 //! | GET | `/v1/servers/{name}/log` | `?tail=N&stream=stdout\|stderr&follow=true` | text |
 //! | GET | `/v1/nm/log` | `?tail=N&follow=true&standby=true` | text |
 //! | POST | `/v1/shutdown` | [`ShutdownRequest`] | [`ShutdownReply`] |
+//! | GET | `/v1/ha` | | [`HaReply`] (no steps) |
+//! | POST | `/v1/ha/{command}` | `start`, `stop`, `config`, `clear`, `peerdown`, `peerup`, `force-smith` | [`HaReply`] |
+//! | POST | `/v1/ha/mode/{mode}` | `default`, `single`, `config`, `locked` | [`HaReply`] |
 //! | GET | `/metrics` | | Prometheus text |
 //!
 //! Errors come as a non-2xx status with an [`ErrorBody`].
 
 pub mod client;
 
+pub use ha_modes::{
+    HaReply, HaReport, Mode as HaMode, NodeReport, Status as HaStatus, Verdict as HaVerdict,
+};
 use serde::{Deserialize, Serialize};
 pub use supervisor_core::{Command, ServerState};
 

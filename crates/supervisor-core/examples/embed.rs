@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: data.path().to_owned(),
         crash_recovery: true,
         keep_operator_stops: false,
+        no_crash_recovery: vec![],
         servers: vec![Arc::new(ticker), Arc::new(crashy), Arc::new(idle)],
     })?;
 

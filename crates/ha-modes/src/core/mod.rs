@@ -386,6 +386,12 @@ impl Ha {
         now >= self.heard.unwrap_or(self.since) + self.timing.peer_timeout
     }
 
+    /// How long ago the peer was last heard from; `None` when never.
+    #[must_use]
+    pub fn heard_ago(&self, now: Instant) -> Option<Duration> {
+        self.heard.map(|h| now.saturating_duration_since(h))
+    }
+
     /// Whether the peer counts as communicating at `now`.
     #[must_use]
     pub fn communicating(&self, now: Instant) -> bool {

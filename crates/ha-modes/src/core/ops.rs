@@ -9,7 +9,7 @@ use crate::mode::{Mode, Status, Verdict, verdict};
 
 /// A command on the local node (the pair-wide `ha start` and `ha stop` are sequences of these
 /// on both nodes, run by the driver).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// Set the local mode.
     Mode(Mode),

@@ -41,6 +41,10 @@ pub struct SupervisorConfig {
     /// an operator's stop must not be undone. Off (a daemon start): markers are dropped and
     /// `auto_start` decides, as after a reboot.
     pub keep_operator_stops: bool,
+    /// Servers whose start another component decides (the HA-managed servers of an HA pair,
+    /// started only on the primary): crash recovery never restarts one that died while the
+    /// daemon was down. A live one is still adopted.
+    pub no_crash_recovery: Vec<String>,
     /// The servers.
     pub servers: Vec<Arc<ServerSpec>>,
 }
@@ -206,6 +210,7 @@ impl SupervisorHandle {
 ///     data_dir: data.path().to_owned(),
 ///     crash_recovery: true,
 ///     keep_operator_stops: false,
+///     no_crash_recovery: vec![],
 ///     servers: vec![Arc::new(spec)],
 /// })?;
 /// // every change publishes a snapshot: wait on a condition, not on time
@@ -291,8 +296,16 @@ pub fn start(
                 exec.stop_marks.insert(name.clone());
                 Recovered::StoppedByOperator
             }
-            Recovered::Gone { detail, .. } if !config.crash_recovery => {
-                tracing::info!(server = %name, "{detail}; crash_recovery is off: not restarted for that");
+            Recovered::Gone { detail, .. }
+                if !config.crash_recovery
+                    || config.no_crash_recovery.iter().any(|n| n == name.as_str()) =>
+            {
+                let why = if config.crash_recovery {
+                    "its start is decided elsewhere (HA-managed)"
+                } else {
+                    "crash_recovery is off"
+                };
+                tracing::info!(server = %name, "{detail}; {why}: not restarted for that");
                 if let Err(e) = exec.locks.remove(name) {
                     tracing::warn!(server = %name, error = %e, "cannot remove stale lock file");
                 }

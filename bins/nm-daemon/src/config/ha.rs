@@ -1,0 +1,334 @@
+//! The `[ha]` section (seed 004, the two-node HA pair) and `cluster_key_file`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Checker, Dur, RawConfig, StandbyConfig, valid_node_name};
+
+/// `[ha] heartbeat` when the file has none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
+/// `[ha] peer_timeout` when the file has none.
+const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(3);
+/// `[ha] fence_timeout` when the file has none.
+const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[ha] fence_retry` when the file has none.
+const DEFAULT_FENCE_RETRY: Duration = Duration::from_secs(5);
+/// `[ha] start_timeout` when the file has none.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HA pair's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HaSettings {
+    /// The cluster key file (`cluster_key_file`), absolute; both nodes hold the same key.
+    pub(crate) key_file: PathBuf,
+    /// The peer's node name (not this node's).
+    pub(crate) peer: String,
+    /// The peer's `[ha] listen` address.
+    pub(crate) peer_address: SocketAddr,
+    /// Where this node listens for its peer (default: every address, the peer's port).
+    pub(crate) listen: SocketAddr,
+    /// The HA-managed servers: configured `[[server]]` names; they run on the primary only.
+    pub(crate) servers: Vec<String>,
+    /// The fence command (argv); exit status 0 certifies the peer powered off.
+    pub(crate) fence_command: Vec<String>,
+    /// Wait this long after losing the peer before fencing it (default 0; set on one node).
+    pub(crate) fence_delay: Duration,
+    /// A fence command still running after this long has failed (default 60 s).
+    pub(crate) fence_timeout: Duration,
+    /// After a failed fence, try again after this long (default 5 s).
+    pub(crate) fence_retry: Duration,
+    /// State exchange interval (default 500 ms).
+    pub(crate) heartbeat: Duration,
+    /// A peer silent this long does not communicate (default 3 s, at least twice `heartbeat`).
+    pub(crate) peer_timeout: Duration,
+    /// The HA-managed servers must be `RUNNING` within this, or the start failed (default 60 s).
+    pub(crate) start_timeout: Duration,
+    /// Run at an HA reset after the HA-managed servers are killed (default: none).
+    pub(crate) reset_command: Option<Vec<String>>,
+}
+
+/// `[ha]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHa {
+    peer: Spanned<String>,
+    peer_address: Spanned<String>,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    servers: Option<Spanned<Vec<String>>>,
+    fence_command: Spanned<Vec<String>>,
+    #[serde(default)]
+    fence_delay: Option<Spanned<Dur>>,
+    #[serde(default)]
+    fence_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    fence_retry: Option<Spanned<Dur>>,
+    #[serde(default)]
+    heartbeat: Option<Spanned<Dur>>,
+    #[serde(default)]
+    peer_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    start_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    reset_command: Option<Spanned<Vec<String>>>,
+}
+
+fn dur(v: Option<&Spanned<Dur>>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.get_ref().0)
+}
+
+impl Checker<'_> {
+    /// `[ha]` and `cluster_key_file`: names, addresses, servers, commands, timing.
+    pub(super) fn ha(
+        &mut self,
+        raw: &RawConfig,
+        node: &str,
+        api: SocketAddr,
+        standby: Option<StandbyConfig>,
+        servers: &[String],
+    ) -> Option<HaSettings> {
+        let Some(ha) = &raw.ha else {
+            if let Some(k) = &raw.cluster_key_file {
+                // kept for the cluster: harmless without [ha], so only checked
+                let _ = self.path_value("cluster_key_file", k);
+            }
+            return None;
+        };
+        let key_file = match &raw.cluster_key_file {
+            Some(k) => self.path_value("cluster_key_file", k),
+            None => {
+                self.problem(
+                    ha.span(),
+                    "[ha] needs cluster_key_file (a top-level key naming the key both nodes hold; \
+                     make one with `head -c 32 /dev/urandom > FILE; chmod 600 FILE` and copy it \
+                     to the peer)"
+                        .to_owned(),
+                );
+                PathBuf::new()
+            }
+        };
+        let ha = ha.get_ref();
+        let peer = ha.peer.get_ref().clone();
+        if !valid_node_name(&peer) {
+            self.problem(ha.peer.span(), format!("[ha] peer: bad node name {peer:?}"));
+        } else if peer == node {
+            self.problem(
+                ha.peer.span(),
+                format!("[ha] peer {peer:?} is this node's own name"),
+            );
+        }
+        let addr = |checker: &mut Self, key: &str, v: &Spanned<String>| -> Option<SocketAddr> {
+            let parsed = v.get_ref().parse::<SocketAddr>().ok();
+            match parsed {
+                Some(a) if a.port() != 0 => Some(a),
+                _ => {
+                    checker.problem(
+                        v.span(),
+                        format!(
+                            "[ha] {key} {:?} is not IP:PORT with a port (host names are not resolved)",
+                            v.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let peer_address = addr(self, "peer_address", &ha.peer_address);
+        let port = peer_address.map_or(0, |a| a.port());
+        let listen = match &ha.listen {
+            Some(l) => addr(self, "listen", l),
+            None => Some(SocketAddr::from(([0, 0, 0, 0], port))),
+        };
+        if let Some(l) = listen {
+            let clashes = |p: u16| {
+                l.port() == p
+                    && (l.ip().is_unspecified()
+                        || l.ip().is_loopback()
+                        || api.ip() == l.ip()
+                        || api.ip().is_unspecified())
+            };
+            let span = ha
+                .listen
+                .as_ref()
+                .map_or(ha.peer_address.span(), Spanned::span);
+            if clashes(api.port()) {
+                self.problem(
+                    span.clone(),
+                    format!("[ha] listen {l} takes the API's port (listen = \"{api}\")"),
+                );
+            } else if standby.is_some_and(|s| clashes(s.port)) {
+                self.problem(span, format!("[ha] listen {l} takes standby_port"));
+            }
+        }
+        let mut ha_servers = vec![];
+        if let Some(list) = &ha.servers {
+            for name in list.get_ref() {
+                if !servers.contains(name) {
+                    self.problem(
+                        list.span(),
+                        format!("[ha] servers: no [[server]] named {name:?}"),
+                    );
+                } else if ha_servers.contains(name) {
+                    self.problem(list.span(), format!("[ha] servers: {name:?} twice"));
+                } else {
+                    ha_servers.push(name.clone());
+                }
+            }
+        }
+        let argv = |checker: &mut Self, key: &str, v: &Spanned<Vec<String>>| {
+            let a = v.get_ref();
+            if a.is_empty() || a[0].is_empty() {
+                checker.problem(v.span(), format!("[ha] {key} must name a program"));
+            } else if a.iter().any(|s| s.contains('\0')) {
+                checker.problem(v.span(), format!("[ha] {key} contains a NUL character"));
+            }
+            a.clone()
+        };
+        let fence_command = argv(self, "fence_command", &ha.fence_command);
+        let reset_command = ha
+            .reset_command
+            .as_ref()
+            .map(|r| argv(self, "reset_command", r));
+        let heartbeat = dur(ha.heartbeat.as_ref(), DEFAULT_HEARTBEAT);
+        let peer_timeout = dur(ha.peer_timeout.as_ref(), DEFAULT_PEER_TIMEOUT);
+        let fence_timeout = dur(ha.fence_timeout.as_ref(), DEFAULT_FENCE_TIMEOUT);
+        let start_timeout = dur(ha.start_timeout.as_ref(), DEFAULT_START_TIMEOUT);
+        let span_of = |v: &Option<Spanned<Dur>>| v.as_ref().map_or(ha.peer.span(), Spanned::span);
+        if heartbeat.is_zero() {
+            self.problem(
+                span_of(&ha.heartbeat),
+                "[ha] heartbeat must be more than 0".into(),
+            );
+        } else if peer_timeout < 2 * heartbeat {
+            self.problem(
+                span_of(&ha.peer_timeout),
+                format!(
+                    "[ha] peer_timeout ({}) must be at least twice heartbeat ({})",
+                    humantime::format_duration(peer_timeout),
+                    humantime::format_duration(heartbeat)
+                ),
+            );
+        }
+        for (key, d, v) in [
+            ("fence_timeout", fence_timeout, &ha.fence_timeout),
+            ("start_timeout", start_timeout, &ha.start_timeout),
+        ] {
+            if d.is_zero() {
+                self.problem(span_of(v), format!("[ha] {key} must be more than 0"));
+            }
+        }
+        Some(HaSettings {
+            key_file,
+            peer,
+            peer_address: peer_address.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            listen: listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            servers: ha_servers,
+            fence_command,
+            fence_delay: dur(ha.fence_delay.as_ref(), Duration::ZERO),
+            fence_timeout,
+            fence_retry: dur(ha.fence_retry.as_ref(), DEFAULT_FENCE_RETRY),
+            heartbeat,
+            peer_timeout,
+            start_timeout,
+            reset_command,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+    use super::*;
+
+    const FILE: &str = "/etc/nm/nm.toml";
+    const BASE: &str = "node = \"node1\"\ndata_dir = \"/var/lib/nm\"\ncluster_key_file = \"cluster.key\"\n\
+        [[server]]\nname = \"db\"\ncommand = [\"db\"]\n[[server]]\nname = \"web\"\ncommand = [\"web\"]\n";
+
+    fn with_ha(ha: &str) -> Result<super::super::NodeConfig, String> {
+        parse(&format!("{BASE}[ha]\n{ha}"), Path::new(FILE)).map_err(|e| e.to_string())
+    }
+
+    const MIN: &str = "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\nfence_command = [\"/sbin/fence\", \"node2\"]\n";
+
+    #[test]
+    fn a_minimal_ha_section_gets_the_defaults() {
+        let cfg = with_ha(&format!("{MIN}servers = [\"db\"]\n")).unwrap();
+        let ha = cfg.ha.unwrap();
+        assert_eq!(ha.key_file, PathBuf::from("/etc/nm/cluster.key"));
+        assert_eq!(ha.peer, "node2");
+        assert_eq!(ha.listen, "0.0.0.0:5560".parse().unwrap());
+        assert_eq!(ha.servers, ["db"]);
+        assert_eq!(ha.fence_command, ["/sbin/fence", "node2"]);
+        assert_eq!(
+            (ha.heartbeat, ha.peer_timeout, ha.fence_delay),
+            (DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Duration::ZERO)
+        );
+        assert_eq!(ha.reset_command, None);
+        // HA-managed servers are started by the HA manager only
+        let db = cfg
+            .servers
+            .iter()
+            .find(|s| s.name.as_str() == "db")
+            .unwrap();
+        assert!(!db.auto_start);
+        let web = cfg
+            .servers
+            .iter()
+            .find(|s| s.name.as_str() == "web")
+            .unwrap();
+        assert!(web.auto_start);
+    }
+
+    #[test]
+    fn bad_ha_settings_are_refused_with_their_position() {
+        let cases = [
+            (
+                "peer = \"node1\"\npeer_address = \"10.0.0.2:5560\"\nfence_command = [\"f\"]\n",
+                "11:8: [ha] peer \"node1\" is this node's own name",
+            ),
+            (
+                "peer = \"node2\"\npeer_address = \"node2:5560\"\nfence_command = [\"f\"]\n",
+                "12:16: [ha] peer_address \"node2:5560\" is not IP:PORT",
+            ),
+            (
+                &format!("{MIN}servers = [\"nope\"]\n"),
+                "[ha] servers: no [[server]] named \"nope\"",
+            ),
+            (
+                "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\nfence_command = []\n",
+                "[ha] fence_command must name a program",
+            ),
+            (
+                &format!("{MIN}heartbeat = \"2s\"\n"),
+                "[ha] peer_timeout (3s) must be at least twice heartbeat (2s)",
+            ),
+            (
+                &format!("{MIN}listen = \"127.0.0.1:5556\"\n"),
+                "takes the API's port",
+            ),
+            (&format!("{MIN}fence = true\n"), "unknown field `fence`"),
+            (
+                "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\n",
+                "missing field `fence_command`",
+            ),
+        ];
+        for (ha, want) in cases {
+            let e = with_ha(ha).unwrap_err();
+            assert!(e.contains(want), "{ha:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn ha_needs_the_cluster_key() {
+        let text = format!("node = \"node1\"\ndata_dir = \"/d\"\n[ha]\n{MIN}");
+        let e = parse(&text, Path::new(FILE)).unwrap_err().to_string();
+        assert!(e.contains("[ha] needs cluster_key_file"), "{e}");
+    }
+}

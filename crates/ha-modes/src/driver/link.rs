@@ -1,0 +1,307 @@
+//! The peer link: each node listens on its `[ha] listen` address and dials its peer's. A node's
+//! requests travel on the connection it dialled and are answered there, so each direction has
+//! its own request/answer stream. Both are sessions of [`nm_wire::session`] under the cluster
+//! key; the handshake also checks that the other side is the configured peer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nm_wire::session::{self, Connected, Protocol, Received};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::Event;
+use crate::core::{Op, PeerState};
+use crate::mode::Status;
+use crate::report::HaReport;
+
+pub(crate) const PROTOCOL: Protocol = Protocol {
+    label: "nm-ha",
+    version: 1,
+};
+
+/// Who a side says it is, in the handshake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub(crate) node: String,
+    pub(crate) peer: String,
+}
+
+/// A request on the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// "Here is my state; send me yours."
+    Exchange(PeerState),
+    /// "May I become primary?"
+    Promote { incarnation: u64, claim: u64 },
+    /// "Here is my state; run this command on your node" (a step of `ha start` / `ha stop`).
+    Op { op: Op, state: PeerState },
+}
+
+/// Its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    State(PeerState),
+    Promote(bool),
+    /// The command's outcome: the node's state afterwards, or why it was refused.
+    Op(Result<PeerState, String>),
+}
+
+/// A request of ours for the peer, with where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) request: Request,
+    pub(crate) timeout: Duration,
+    pub(crate) reply: oneshot::Sender<Result<Reply, String>>,
+}
+
+/// Everything the link tasks need.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkConfig {
+    pub(crate) me: String,
+    pub(crate) peer: String,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) key: Arc<Vec<u8>>,
+    pub(crate) heartbeat: Duration,
+    pub(crate) peer_timeout: Duration,
+    /// How long a stop of the HA-managed servers may take.
+    pub(crate) stop_wait: Duration,
+}
+
+/// Dials the peer, keeps the connection, exchanges states every heartbeat and carries our
+/// requests. Ends when `outbox` closes.
+pub(crate) async fn client(
+    cfg: LinkConfig,
+    mine: watch::Receiver<PeerState>,
+    mut outbox: mpsc::Receiver<Outgoing>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let me = Identity {
+        node: cfg.me.clone(),
+        peer: cfg.peer.clone(),
+    };
+    let mut logged_down = false;
+    loop {
+        let linked = session::connect::<Identity, _>(
+            cfg.peer_addr,
+            PROTOCOL,
+            &cfg.key,
+            &me,
+            cfg.peer_timeout,
+        )
+        .await;
+        let (mut rx, mut tx) = match linked {
+            Ok(Connected::Linked(rx, tx, them)) if them.node == cfg.peer && them.peer == cfg.me => {
+                tracing::info!(peer = %cfg.peer, addr = %cfg.peer_addr, "HA link to the peer up");
+                logged_down = false;
+                (rx, tx)
+            }
+            Ok(Connected::Linked(_, _, them)) => {
+                let why = format!(
+                    "{} answers as node {:?} (peer of {:?}), not as {:?}",
+                    cfg.peer_addr, them.node, them.peer, cfg.peer
+                );
+                let _ = events.send(Event::Rejected(why));
+                if !fail_wait(&cfg, &mut outbox).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(Connected::Refused(why)) => {
+                let _ = events.send(Event::Rejected(format!("the peer refused us: {why}")));
+                if !fail_wait(&cfg, &mut outbox).await {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                if matches!(e, session::HandshakeError::BadTag) {
+                    let _ = events.send(Event::Rejected(format!("{}: {e}", cfg.peer_addr)));
+                } else if !logged_down {
+                    tracing::info!(peer = %cfg.peer, addr = %cfg.peer_addr, error = %e, "HA link to the peer down; retrying");
+                    logged_down = true;
+                }
+                if !fail_wait(&cfg, &mut outbox).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut tick = tokio::time::interval(cfg.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (request, timeout, reply) = tokio::select! {
+                _ = tick.tick() => (Request::Exchange(mine.borrow().clone()), cfg.peer_timeout, None),
+                out = outbox.recv() => match out {
+                    Some(o) => (o.request, o.timeout, Some(o.reply)),
+                    None => return,
+                },
+            };
+            let exchange = async {
+                tx.send(&request).await.map_err(|e| e.to_string())?;
+                loop {
+                    match rx.recv::<Reply>().await.map_err(|e| e.to_string())? {
+                        Received::Msg(r) => return Ok(r),
+                        Received::Rejected(why) => {
+                            let _ = events.send(Event::Rejected(why));
+                        }
+                    }
+                }
+            };
+            let result = tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+            if let Ok(Reply::State(s) | Reply::Op(Ok(s))) = &result {
+                let _ = events.send(Event::Peer(s.clone()));
+            }
+            let failed = result.as_ref().err().cloned();
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            if let Some(why) = failed {
+                tracing::info!(peer = %cfg.peer, error = %why, "HA link to the peer lost; reconnecting");
+                break;
+            }
+        }
+    }
+}
+
+/// After a failed connection: wait a heartbeat, failing queued requests meanwhile. `false` when
+/// the outbox closed.
+async fn fail_wait(cfg: &LinkConfig, outbox: &mut mpsc::Receiver<Outgoing>) -> bool {
+    let until = tokio::time::sleep(cfg.heartbeat);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return true,
+            out = outbox.recv() => match out {
+                Some(o) => {
+                    let _ = o.reply.send(Err(format!("the peer {} does not communicate", cfg.peer)));
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+/// Accepts the peer's connections and answers its requests.
+pub(crate) async fn server(
+    cfg: LinkConfig,
+    listener: TcpListener,
+    events: mpsc::UnboundedSender<Event>,
+    report: watch::Receiver<HaReport>,
+) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            continue;
+        };
+        let cfg = cfg.clone();
+        let events = events.clone();
+        let report = report.clone();
+        tokio::spawn(async move {
+            if let Err(why) = serve(&cfg, stream, &events, &report).await {
+                let _ = events.send(Event::Rejected(format!("{from}: {why}")));
+            }
+        });
+    }
+}
+
+async fn serve(
+    cfg: &LinkConfig,
+    stream: tokio::net::TcpStream,
+    events: &mpsc::UnboundedSender<Event>,
+    report: &watch::Receiver<HaReport>,
+) -> Result<(), String> {
+    let pending = session::accept::<Identity>(stream, PROTOCOL, &cfg.key, cfg.peer_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if pending.peer.node != cfg.peer || pending.peer.peer != cfg.me {
+        let why = format!(
+            "node {:?} (peer of {:?}) is not this node's peer {:?}",
+            pending.peer.node, pending.peer.peer, cfg.peer
+        );
+        pending.refuse(&why).await;
+        return Err(why);
+    }
+    let me = Identity {
+        node: cfg.me.clone(),
+        peer: cfg.peer.clone(),
+    };
+    let (mut rx, mut tx) = pending.welcome(&me).await.map_err(|e| e.to_string())?;
+    loop {
+        let request = match rx.recv::<Request>().await {
+            Ok(Received::Msg(r)) => r,
+            Ok(Received::Rejected(why)) => {
+                let _ = events.send(Event::Rejected(why));
+                continue;
+            }
+            Err(_) => return Ok(()), // the peer closed or the link broke: it redials
+        };
+        let reply = match request {
+            Request::Exchange(state) => {
+                let (tx_state, rx_state) = oneshot::channel();
+                let _ = events.send(Event::Exchange {
+                    state,
+                    reply: tx_state,
+                });
+                match rx_state.await {
+                    Ok(s) => Reply::State(s),
+                    Err(_) => return Ok(()),
+                }
+            }
+            Request::Promote { incarnation, claim } => {
+                let (tx_p, rx_p) = oneshot::channel();
+                let _ = events.send(Event::PromoteRequest {
+                    incarnation,
+                    claim,
+                    reply: tx_p,
+                });
+                Reply::Promote(rx_p.await.unwrap_or(false))
+            }
+            Request::Op { op, state } => {
+                // the command is checked against our state as of now, not a heartbeat ago
+                let _ = events.send(Event::Peer(state));
+                let (tx_op, rx_op) = oneshot::channel();
+                let _ = events.send(Event::Remote { op, reply: tx_op });
+                let mut result = rx_op
+                    .await
+                    .unwrap_or_else(|_| Err("the HA manager stopped".into()));
+                if result.is_ok() && stops(op) {
+                    // answer once the HA-managed servers are down, so the peer's next step is safe
+                    result = wait_not_primary(report.clone(), cfg.stop_wait)
+                        .await
+                        .and(result);
+                }
+                Reply::Op(result)
+            }
+        };
+        if tx.send(&reply).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether `op` stops the HA-managed servers here.
+pub(crate) fn stops(op: Op) -> bool {
+    matches!(op, Op::Stop | Op::Mode(crate::mode::Mode::Locked))
+}
+
+/// Waits until this node is not primary (its HA-managed servers are down).
+///
+/// # Errors
+/// When that takes longer than `timeout`, or the HA manager is gone.
+pub(crate) async fn wait_not_primary(
+    mut report: watch::Receiver<HaReport>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let wait = report.wait_for(|r| r.local.status != Some(Status::Primary));
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("the HA manager stopped".into()),
+        Err(_) => Err(format!(
+            "the HA-managed servers still run after {timeout:?}"
+        )),
+    }
+}

@@ -1,0 +1,747 @@
+//! The tokio driver of one node's [`Ha`] core: it runs the core's actions (persist the mode,
+//! start/stop/kill the HA-managed servers through the supervisor, run the fence command, ask the
+//! peer's consent, HA reset), carries the peer link, and runs the pair-wide commands of
+//! `nm-cli ha` as sequences of steps on both nodes.
+
+mod link;
+mod servers;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use supervisor_core::SupervisorHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+
+use crate::core::{Action, Ha, Op, PeerState, Timing};
+use crate::mode::{Mode, Status};
+use crate::report::{HaReply, HaReport};
+
+pub use servers::any_up;
+
+use link::{LinkConfig, Outgoing, Reply, Request};
+
+/// What the driver needs (the `[ha]` section of `nm.toml`, resolved).
+#[derive(Debug, Clone)]
+pub struct HaConfig {
+    /// The data directory (`ha.json`, `smithlog`).
+    pub data_dir: PathBuf,
+    /// This node's name.
+    pub node: String,
+    /// The peer's node name.
+    pub peer: String,
+    /// The peer's HA address.
+    pub peer_addr: SocketAddr,
+    /// The cluster key both nodes hold.
+    pub key: Vec<u8>,
+    /// The HA-managed servers (they run on the primary only).
+    pub servers: Vec<String>,
+    /// The fence command (argv): exit status 0 means the peer is powered off.
+    pub fence_command: Vec<String>,
+    /// How long the fence command may run before it counts as failed (and is killed).
+    pub fence_timeout: Duration,
+    /// Run at an HA reset after the HA-managed servers are killed, before the daemon exits.
+    pub reset_command: Option<Vec<String>>,
+    /// How long the HA-managed servers may take to be `RUNNING` before the start failed.
+    pub start_timeout: Duration,
+    /// How long they may take to stop before they are killed.
+    pub stop_timeout: Duration,
+    /// Heartbeat, peer timeout, fence delay and retry.
+    pub timing: Timing,
+}
+
+/// A command of `nm-cli ha` (seed 004's command table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairCommand {
+    /// Report both nodes; change nothing.
+    Status,
+    /// Both nodes to default, this node primary, the peer secondary.
+    Start,
+    /// Both nodes stopped in default mode, without an HA reset.
+    Stop,
+    /// This node to config mode (the peer must be locked or certified peerdown).
+    Config,
+    /// Lift `ha_idle_failed_startup`.
+    Clear,
+    /// HA reset of this node now (default mode only).
+    ForceSmith,
+    /// Certify the peer powered off.
+    Peerdown,
+    /// Withdraw the certification.
+    Peerup,
+    /// Set this node's mode.
+    Mode(Mode),
+}
+
+/// Why a command did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HaError {
+    /// The seed's tables forbid it; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// A step failed; the steps before it stand (the reply's report says where the pair is).
+    #[error("{0}")]
+    Failed(String),
+    /// The HA manager has stopped (daemon shutting down or reset).
+    #[error("the HA manager has stopped")]
+    Gone,
+}
+
+/// How the driver ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaExit {
+    /// An HA reset: the smith log line is written, the HA-managed servers are killed; the
+    /// daemon must now exit with its distinct status.
+    Reset(String),
+    /// The handle was dropped.
+    Stopped,
+}
+
+/// What reaches the driver task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The peer's state, from our exchange.
+    Peer(PeerState),
+    /// The peer's exchange: take its state in, answer with ours.
+    Exchange {
+        state: PeerState,
+        reply: oneshot::Sender<PeerState>,
+    },
+    /// The peer asks consent to become primary.
+    PromoteRequest {
+        incarnation: u64,
+        claim: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The peer's answer to our claim.
+    PromoteAnswer {
+        claim: u64,
+        granted: bool,
+    },
+    /// The peer asks us to run a step of `ha start` / `ha stop`.
+    Remote {
+        op: Op,
+        reply: oneshot::Sender<Result<PeerState, String>>,
+    },
+    /// An operator command on this node.
+    Local {
+        op: Op,
+        reply: oneshot::Sender<Result<PeerState, String>>,
+    },
+    /// Answer once everything before is handled and published.
+    Sync(oneshot::Sender<()>),
+    Started(Result<(), String>),
+    Stopped,
+    Fenced(Result<(), String>),
+    /// A frame or handshake that failed authentication or decoding: dropped, counted.
+    Rejected(String),
+}
+
+/// A cloneable handle to a node's HA manager.
+#[derive(Debug, Clone)]
+pub struct HaHandle {
+    events: mpsc::UnboundedSender<Event>,
+    outbox: mpsc::Sender<Outgoing>,
+    report: watch::Receiver<HaReport>,
+    mine: watch::Receiver<PeerState>,
+    one_at_a_time: Arc<Mutex<()>>,
+    rejected: Arc<AtomicU64>,
+    node: String,
+    peer: String,
+    stop_wait: Duration,
+    start_wait: Duration,
+}
+
+/// Starts the HA manager on the current tokio runtime: loads `ha.json`, serves the peer on
+/// `listener` (the `[ha] listen` address, bound by the caller before anything else started),
+/// dials the peer.
+///
+/// # Errors
+/// The mode file is unusable; nothing was started.
+pub fn start(
+    cfg: HaConfig,
+    listener: TcpListener,
+    sup: SupervisorHandle,
+) -> Result<(HaHandle, tokio::task::JoinHandle<HaExit>), StartError> {
+    let record = store::load(&cfg.data_dir)?;
+    let incarnation = nm_wire::frame::nonce()
+        .map(|n| u64::from_be_bytes(n[..8].try_into().expect("8 bytes")))
+        .map_err(StartError::Random)?;
+    let up = servers::any_up(&sup.snapshot(), &cfg.servers);
+    let t = now();
+    let core = Ha::new(t, &cfg.node, &cfg.peer, incarnation, record, up, cfg.timing);
+    if up {
+        tracing::info!("HA-managed servers run here: this node is primary");
+    }
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (outbox_tx, outbox_rx) = mpsc::channel(16);
+    let (mine_tx, mine_rx) = watch::channel(core.state_for_peer());
+    let (report_tx, report_rx) = watch::channel(HaReport::of(&core, t, &cfg.peer, &cfg.servers));
+    let stop_wait = cfg.stop_timeout + Duration::from_secs(10);
+    let link_cfg = LinkConfig {
+        me: cfg.node.clone(),
+        peer: cfg.peer.clone(),
+        peer_addr: cfg.peer_addr,
+        key: Arc::new(cfg.key.clone()),
+        heartbeat: cfg.timing.heartbeat,
+        peer_timeout: cfg.timing.peer_timeout,
+        stop_wait,
+    };
+    let rejected = Arc::new(AtomicU64::new(0));
+    let handle = HaHandle {
+        events: events_tx.clone(),
+        outbox: outbox_tx.clone(),
+        report: report_rx.clone(),
+        mine: mine_rx.clone(),
+        one_at_a_time: Arc::new(Mutex::new(())),
+        rejected: rejected.clone(),
+        node: cfg.node.clone(),
+        peer: cfg.peer.clone(),
+        stop_wait,
+        start_wait: cfg.start_timeout
+            + cfg.timing.peer_timeout * 2
+            + cfg.timing.fence_delay
+            + cfg.fence_timeout,
+    };
+    let client = tokio::spawn(link::client(
+        link_cfg.clone(),
+        mine_rx,
+        outbox_rx,
+        events_tx.clone(),
+    ));
+    let server = tokio::spawn(link::server(
+        link_cfg,
+        listener,
+        events_tx.clone(),
+        report_rx,
+    ));
+    let driver = Driver {
+        core,
+        cfg: Arc::new(cfg),
+        sup,
+        events: events_tx,
+        outbox: outbox_tx,
+        mine: mine_tx,
+        report: report_tx,
+        rejected,
+        incarnation,
+    };
+    let task = tokio::spawn(async move {
+        let exit = driver.run(events_rx).await;
+        client.abort();
+        server.abort();
+        exit
+    });
+    Ok((handle, task))
+}
+
+/// Why the HA manager could not start. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `ha.json` is unusable.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// No randomness for the incarnation number.
+    #[error("cannot draw an incarnation number")]
+    Random(#[source] std::io::Error),
+}
+
+impl HaHandle {
+    /// The latest report of the pair.
+    #[must_use]
+    pub fn report(&self) -> HaReport {
+        self.report.borrow().clone()
+    }
+
+    /// Whether this node is primary (runs the HA-managed servers).
+    #[must_use]
+    pub fn is_primary(&self) -> bool {
+        self.report.borrow().local.status == Some(Status::Primary)
+    }
+
+    /// Frames and handshakes on the HA link that failed authentication or decoding.
+    #[must_use]
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Runs an `nm-cli ha` command (one at a time) and reports both nodes afterwards.
+    ///
+    /// # Errors
+    /// [`HaError`]: refused (nothing changed), failed at a step, or the manager is gone.
+    pub async fn run(&self, cmd: PairCommand) -> Result<HaReply, HaError> {
+        let _one = self.one_at_a_time.lock().await;
+        // seed 004: talk to the peer at every decision point
+        self.refresh().await;
+        let mut steps = vec![];
+        let done = match cmd {
+            PairCommand::Status => Ok(()),
+            PairCommand::Start => self.pair_start(&mut steps).await,
+            PairCommand::Stop => self.pair_stop(&mut steps).await,
+            PairCommand::Config => self.local(Op::Mode(Mode::Config), &mut steps).await,
+            PairCommand::Clear => self.local(Op::Clear, &mut steps).await,
+            PairCommand::ForceSmith => self.local(Op::ForceSmith, &mut steps).await,
+            PairCommand::Peerdown => self.local(Op::Peerdown, &mut steps).await,
+            PairCommand::Peerup => self.local(Op::Peerup, &mut steps).await,
+            PairCommand::Mode(m) => self.local(Op::Mode(m), &mut steps).await,
+        };
+        if let Err(e) = done {
+            // say what was done before the failing step: the pair is between two states
+            return Err(match e {
+                HaError::Failed(why) | HaError::Refused(why) if !steps.is_empty() => {
+                    HaError::Failed(format!("{why} (steps done: {})", steps.join("; ")))
+                }
+                e => e,
+            });
+        }
+        if cmd != PairCommand::ForceSmith {
+            self.refresh().await;
+        }
+        Ok(HaReply {
+            steps,
+            report: self.report(),
+        })
+    }
+
+    /// One exchange with the peer now (if it communicates), then the driver is in sync.
+    async fn refresh(&self) {
+        let (reply, rx) = oneshot::channel();
+        let out = Outgoing {
+            request: Request::Exchange(self.mine.borrow().clone()),
+            timeout: Duration::from_secs(1),
+            reply,
+        };
+        if self.outbox.send(out).await.is_ok() {
+            let _ = rx.await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Sync(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn local(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Local { op, reply })
+            .map_err(|_| HaError::Gone)?;
+        rx.await
+            .map_err(|_| HaError::Gone)?
+            .map_err(HaError::Refused)?;
+        if link::stops(op) {
+            link::wait_not_primary(self.report.clone(), self.stop_wait)
+                .await
+                .map_err(HaError::Failed)?;
+        }
+        steps.push(format!("{}: {}", self.node, describe(op)));
+        Ok(())
+    }
+
+    async fn remote(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
+        let (reply, rx) = oneshot::channel();
+        let out = Outgoing {
+            request: Request::Op {
+                op,
+                state: self.mine.borrow().clone(),
+            },
+            timeout: self.stop_wait + Duration::from_secs(5),
+            reply,
+        };
+        self.outbox.send(out).await.map_err(|_| HaError::Gone)?;
+        match rx.await.map_err(|_| HaError::Gone)? {
+            Ok(Reply::Op(Ok(_))) => {
+                steps.push(format!("{}: {}", self.peer, describe(op)));
+                Ok(())
+            }
+            Ok(Reply::Op(Err(why))) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
+            Ok(_) => Err(HaError::Failed(format!("{}: unexpected answer", self.peer))),
+            Err(why) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
+        }
+    }
+
+    async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Sync(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// seed 004 `start`: stop each node where needed, both to default, this node first (primary),
+    /// then the peer (secondary).
+    async fn pair_start(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
+        let r = self.report();
+        if r.communicating {
+            if r.peer.status == Some(Status::Primary) {
+                self.remote(Op::Stop, steps).await?;
+            }
+            if r.peer.mode != Mode::Default {
+                self.remote(Op::Mode(Mode::Default), steps).await?;
+            }
+        }
+        if r.local.mode == Mode::Config && r.local.status == Some(Status::Primary) {
+            self.local(Op::Stop, steps).await?;
+        }
+        if r.local.mode != Mode::Default {
+            self.local(Op::Mode(Mode::Default), steps).await?;
+        }
+        self.local(Op::Start, steps).await?;
+        if !r.communicating && r.peer.mode != Mode::Peerdown {
+            steps.push(format!(
+                "{}: the peer {} does not communicate: it is fenced before this node becomes primary",
+                self.node, self.peer
+            ));
+        }
+        let mut report = self.report.clone();
+        let done = report.wait_for(|r| {
+            r.local.status == Some(Status::Primary) || r.local.ha_idle_failed_startup == Some(true)
+        });
+        match tokio::time::timeout(self.start_wait, done).await {
+            Ok(Ok(r)) if r.local.ha_idle_failed_startup == Some(true) => {
+                return Err(HaError::Failed(format!(
+                    "{}: the start of the HA-managed servers failed: ha_idle_failed_startup is set (see `nm-cli nm log`; then `nm-cli ha clear`)",
+                    self.node
+                )));
+            }
+            Ok(Ok(_)) => steps.push(format!("{}: primary", self.node)),
+            Ok(Err(_)) => return Err(HaError::Gone),
+            Err(_) => {
+                return Err(HaError::Failed(format!(
+                    "{}: not primary after {:?} (fence: {})",
+                    self.node,
+                    self.start_wait,
+                    self.report().fence
+                )));
+            }
+        }
+        if r.communicating {
+            self.remote(Op::Start, steps).await?;
+        }
+        Ok(())
+    }
+
+    /// seed 004 `stop`: the secondary to locked, the primary to config and stopped, then both to
+    /// default with the HA-managed servers stopped. No HA reset.
+    async fn pair_stop(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
+        let r = self.report();
+        if !r.communicating {
+            if r.peer.mode != Mode::Peerdown {
+                return Err(HaError::Refused(format!(
+                    "the peer {} does not communicate: `ha stop` stops both nodes and needs it; if it is powered off, certify it with `nm-cli ha peerdown`; to stop this node alone, `nm-cli ha mode locked`",
+                    self.peer
+                )));
+            }
+            self.local(Op::Stop, steps).await?;
+            if r.local.mode != Mode::Default {
+                self.local(Op::Mode(Mode::Default), steps).await?;
+            }
+            return Ok(());
+        }
+        let local_primary = r.local.status == Some(Status::Primary);
+        let peer_primary = r.peer.status == Some(Status::Primary);
+        if local_primary {
+            self.remote(Op::Mode(Mode::Locked), steps).await?;
+            self.local(Op::Mode(Mode::Config), steps).await?;
+            self.local(Op::Stop, steps).await?;
+            self.local(Op::Mode(Mode::Default), steps).await?;
+            self.remote(Op::Stop, steps).await?;
+            self.remote(Op::Mode(Mode::Default), steps).await?;
+        } else if peer_primary {
+            self.local(Op::Mode(Mode::Locked), steps).await?;
+            self.remote(Op::Mode(Mode::Config), steps).await?;
+            self.remote(Op::Stop, steps).await?;
+            self.remote(Op::Mode(Mode::Default), steps).await?;
+            self.local(Op::Stop, steps).await?;
+            self.local(Op::Mode(Mode::Default), steps).await?;
+        } else {
+            self.remote(Op::Stop, steps).await?;
+            self.local(Op::Stop, steps).await?;
+            self.refresh().await;
+            let r = self.report();
+            if r.local.mode != Mode::Default {
+                self.local(Op::Mode(Mode::Default), steps).await?;
+            }
+            self.refresh().await;
+            if self.report().peer.mode != Mode::Default {
+                self.remote(Op::Mode(Mode::Default), steps).await?;
+            }
+        }
+        self.sync().await;
+        Ok(())
+    }
+}
+
+fn describe(op: Op) -> String {
+    match op {
+        Op::Mode(m) => format!("mode {m}"),
+        Op::Start => "HA started".into(),
+        Op::Stop => "HA stopped (HA-managed servers stopped)".into(),
+        Op::Clear => "ha_idle_failed_startup cleared".into(),
+        Op::Peerdown => "peer certified peerdown".into(),
+        Op::Peerup => "peerdown certification withdrawn".into(),
+        Op::ForceSmith => "HA reset".into(),
+    }
+}
+
+struct Driver {
+    core: Ha,
+    cfg: Arc<HaConfig>,
+    sup: SupervisorHandle,
+    events: mpsc::UnboundedSender<Event>,
+    outbox: mpsc::Sender<Outgoing>,
+    mine: watch::Sender<PeerState>,
+    report: watch::Sender<HaReport>,
+    rejected: Arc<AtomicU64>,
+    incarnation: u64,
+}
+
+impl Driver {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> HaExit {
+        loop {
+            while let Some(action) = self.core.poll_action() {
+                if let Some(exit) = self.act(action).await {
+                    self.publish();
+                    return exit;
+                }
+            }
+            self.publish();
+            let deadline = self.core.next_deadline();
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return HaExit::Stopped,
+                },
+                () = sleep_until(deadline) => self.core.on_timeout(now()),
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let t = now();
+        let mut report = HaReport::of(&self.core, t, &self.cfg.peer, &self.cfg.servers);
+        report.rejected_frames = self.rejected.load(Ordering::Relaxed);
+        self.report.send_if_modified(|old| {
+            let changed = *old != report;
+            *old = report;
+            changed
+        });
+        let mine = self.core.state_for_peer();
+        self.mine.send_if_modified(|old| {
+            let changed = *old != mine;
+            *old = mine;
+            changed
+        });
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let t = now();
+        match ev {
+            Event::Peer(s) => self.core.on_peer_state(t, s),
+            Event::Exchange { state, reply } => {
+                self.core.on_peer_state(t, state);
+                let _ = reply.send(self.core.state_for_peer());
+            }
+            Event::PromoteRequest {
+                incarnation,
+                claim,
+                reply,
+            } => {
+                let granted = self.core.on_promote_request(t, incarnation, claim);
+                tracing::info!(peer = %self.cfg.peer, claim, granted, "the peer asks to become primary");
+                let _ = reply.send(granted);
+            }
+            Event::PromoteAnswer { claim, granted } => {
+                self.core.on_promote_answer(t, claim, granted);
+            }
+            Event::Remote { op, reply } => {
+                let r = if matches!(op, Op::Mode(_) | Op::Start | Op::Stop) {
+                    self.command(t, op)
+                } else {
+                    Err(format!("{op:?} is not a command a peer may send"))
+                };
+                let _ = reply.send(r);
+            }
+            Event::Local { op, reply } => {
+                let _ = reply.send(self.command(t, op));
+            }
+            Event::Sync(reply) => {
+                self.publish();
+                let _ = reply.send(());
+            }
+            Event::Started(r) => {
+                match &r {
+                    Ok(()) => tracing::info!("HA-managed servers running: this node is primary"),
+                    Err(why) => {
+                        tracing::error!(error = %why, "start of the HA-managed servers failed: ha_idle_failed_startup set")
+                    }
+                }
+                self.core.on_servers_started(t, r);
+            }
+            Event::Stopped => {
+                tracing::info!("HA-managed servers stopped");
+                self.core.on_servers_stopped(t);
+            }
+            Event::Fenced(r) => {
+                match &r {
+                    Ok(()) => tracing::warn!(peer = %self.cfg.peer, "the peer is fenced"),
+                    Err(why) => {
+                        tracing::error!(peer = %self.cfg.peer, error = %why, "fencing the peer failed; retrying in {:?}", self.cfg.timing.fence_retry)
+                    }
+                }
+                self.core.on_fence_result(t, r);
+            }
+            Event::Rejected(why) => {
+                let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                if n <= 10 || n.is_power_of_two() {
+                    tracing::warn!(rejected = n, "HA link: dropped: {why}");
+                }
+            }
+        }
+    }
+
+    /// check → persist → apply: a refused command or a failed write changes nothing.
+    fn command(&mut self, t: Instant, op: Op) -> Result<PeerState, String> {
+        let rec = self.core.check(t, op).map_err(|r| r.0)?;
+        if rec != self.core.record() {
+            store::save(&self.cfg.data_dir, &rec).map_err(|e| format!("{e:#}: nothing changed"))?;
+        }
+        self.core.apply(t, op).map_err(|r| r.0)?;
+        tracing::info!(op = describe(op), "HA command");
+        Ok(self.core.state_for_peer())
+    }
+
+    /// Runs one action; `Some` when the driver must end (HA reset).
+    async fn act(&mut self, action: Action) -> Option<HaExit> {
+        match action {
+            Action::Persist(rec) => {
+                if let Err(e) = store::save(&self.cfg.data_dir, &rec) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot persist the HA mode; retrying");
+                    self.core.on_persist_failed(now());
+                }
+            }
+            Action::StartServers { reason } => {
+                tracing::warn!(%reason, servers = ?self.cfg.servers, "becoming primary: starting the HA-managed servers");
+                let (sup, names, timeout, ev) = (
+                    self.sup.clone(),
+                    self.cfg.servers.clone(),
+                    self.cfg.start_timeout,
+                    self.events.clone(),
+                );
+                tokio::spawn(async move {
+                    let r = servers::start_all(&sup, &names, timeout).await;
+                    let _ = ev.send(Event::Started(r));
+                });
+            }
+            Action::StopServers { reason } => {
+                tracing::warn!(%reason, "stopping the HA-managed servers");
+                let (sup, names, timeout, ev) = (
+                    self.sup.clone(),
+                    self.cfg.servers.clone(),
+                    self.cfg.stop_timeout,
+                    self.events.clone(),
+                );
+                tokio::spawn(async move {
+                    servers::stop_all(&sup, &names, timeout).await;
+                    let _ = ev.send(Event::Stopped);
+                });
+            }
+            Action::Fence => {
+                tracing::warn!(peer = %self.cfg.peer, command = ?self.cfg.fence_command, "fencing the silent peer");
+                let (cfg, ev) = (self.cfg.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let r = fence(&cfg).await;
+                    let _ = ev.send(Event::Fenced(r));
+                });
+            }
+            Action::AskPromote { claim } => {
+                let (outbox, ev, incarnation) =
+                    (self.outbox.clone(), self.events.clone(), self.incarnation);
+                let timeout = self.cfg.timing.peer_timeout;
+                tokio::spawn(async move {
+                    let (reply, rx) = oneshot::channel();
+                    let out = Outgoing {
+                        request: Request::Promote { incarnation, claim },
+                        timeout,
+                        reply,
+                    };
+                    let granted = outbox.send(out).await.is_ok()
+                        && matches!(rx.await, Ok(Ok(Reply::Promote(true))));
+                    let _ = ev.send(Event::PromoteAnswer { claim, granted });
+                });
+            }
+            Action::HaReset { reason } => return Some(self.reset(&reason).await),
+        }
+        None
+    }
+
+    async fn reset(&self, reason: &str) -> HaExit {
+        let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
+        let line = format!("{at} {} HA reset: {reason}", self.cfg.node);
+        // seed 004: the line is on disk before the reset acts
+        if let Err(e) = store::smith(&self.cfg.data_dir, &line) {
+            tracing::error!(error = %e, "cannot write the smith log");
+        }
+        tracing::error!(%reason, "HA RESET: killing the HA-managed servers");
+        if !servers::kill_all(&self.sup, &self.cfg.servers, Duration::from_secs(10)).await {
+            tracing::error!("HA-managed servers still alive 10 s after SIGKILL");
+        }
+        if let Some(argv) = &self.cfg.reset_command {
+            match run(argv, &self.cfg, Duration::from_secs(10)).await {
+                Ok(()) => tracing::info!(command = ?argv, "reset command done"),
+                Err(e) => tracing::error!(command = ?argv, error = %e, "reset command failed"),
+            }
+        }
+        HaExit::Reset(reason.to_owned())
+    }
+}
+
+async fn fence(cfg: &HaConfig) -> Result<(), String> {
+    run(&cfg.fence_command, cfg, cfg.fence_timeout).await
+}
+
+/// Runs `argv` with `NM_HA_NODE`, `NM_HA_PEER` and `NM_HA_PEER_ADDR` in its environment; `Ok`
+/// when it exits 0 within `timeout` (it is killed otherwise).
+async fn run(argv: &[String], cfg: &HaConfig, timeout: Duration) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env("NM_HA_NODE", &cfg.node)
+        .env("NM_HA_PEER", &cfg.peer)
+        .env("NM_HA_PEER_ADDR", cfg.peer_addr.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, child).await {
+        Err(_) => Err(format!("{program}: no exit within {timeout:?} (killed)")),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Ok(Ok(out)) => {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+            if out.status.success() {
+                if !out.stdout.is_empty() {
+                    tracing::info!(output = %text(&out.stdout), "{program}");
+                }
+                Ok(())
+            } else {
+                Err(format!("{program}: {} {}", out.status, text(&out.stderr)))
+            }
+        }
+    }
+}
+
+/// The driver's one clock read.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -67,6 +67,8 @@ pub struct Node {
     pub tag: String,
     /// Top-level keys written before the servers (e.g. `standby_port = 5557`).
     pub top: String,
+    /// The node's name in `nm.toml` (`test` unless made with [`Node::configure_named`]).
+    pub name: String,
     daemon: Option<Child>,
 }
 
@@ -89,6 +91,13 @@ impl Node {
     /// Writes the config with extra top-level keys (`top`, TOML lines) without starting anything.
     #[must_use]
     pub fn configure_with(top: &str, servers: &str) -> Self {
+        Self::configure_named("test", top, servers)
+    }
+
+    /// Writes the config of a node called `name`, with extra top-level keys, without starting
+    /// anything. `servers` may end with other tables (e.g. `[ha]`).
+    #[must_use]
+    pub fn configure_named(name: &str, top: &str, servers: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nm-test-")
             .tempdir()
@@ -108,6 +117,7 @@ impl Node {
             listen,
             tag,
             top: top.to_owned(),
+            name: name.to_owned(),
             daemon: None,
         };
         node.write_config(servers);
@@ -118,7 +128,8 @@ impl Node {
     /// daemon start.
     pub fn write_config(&self, servers: &str) {
         let text = format!(
-            "node = \"test\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n{}\n\n{servers}\n",
+            "node = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{}\"\n{}\n\n{servers}\n",
+            self.name,
             self.data_dir.display(),
             self.listen,
             self.top
@@ -137,12 +148,29 @@ impl Node {
 
     /// Starts `nm-daemon --config` without waiting for it.
     pub fn spawn_daemon(&mut self) {
+        self.spawn_daemon_under(&[]);
+    }
+
+    /// Starts `WRAPPER… nm-daemon --config` (e.g. under `strace`) without waiting for it.
+    ///
+    /// # Panics
+    /// When the program cannot be spawned.
+    pub fn spawn_daemon_under(&mut self, wrapper: &[&str]) {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("daemon.out"))
             .expect("daemon.out");
-        let child = std::process::Command::new(bin("nm-daemon"))
+        let daemon = bin("nm-daemon");
+        let mut cmd = match wrapper.split_first() {
+            None => std::process::Command::new(&daemon),
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(&daemon);
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .env("NM_TEST_NODE", &self.tag)

@@ -32,6 +32,10 @@ pub struct HaReport {
     pub servers: Vec<String>,
     /// Frames and handshakes on the HA link dropped for failing authentication or decoding.
     pub rejected_frames: u64,
+    /// This node is starting the HA-managed servers (it is primary already).
+    pub starting: bool,
+    /// This node is stopping the HA-managed servers (it stays primary until they are down).
+    pub stopping: bool,
 }
 
 /// One node of the pair.
@@ -77,6 +81,8 @@ impl HaReport {
             fence: "idle".into(),
             servers: vec![],
             rejected_frames: 0,
+            starting: false,
+            stopping: false,
         }
     }
 
@@ -111,6 +117,8 @@ impl HaReport {
             fence: ha.fence_state().as_str().to_owned(),
             servers: servers.to_vec(),
             rejected_frames: 0,
+            starting: ha.starting(),
+            stopping: ha.stopping(),
         }
     }
 }

@@ -436,10 +436,16 @@ impl Ha {
         self.reset.as_deref()
     }
 
-    /// Whether a start or stop of the HA-managed servers is under way.
+    /// Whether a start of the HA-managed servers is under way (the node is primary already).
     #[must_use]
-    pub fn busy(&self) -> bool {
-        self.starting || self.stopping || self.promoting.is_some()
+    pub fn starting(&self) -> bool {
+        self.starting
+    }
+
+    /// Whether a stop of the HA-managed servers is under way (the node is primary until done).
+    #[must_use]
+    pub fn stopping(&self) -> bool {
+        self.stopping
     }
 
     /// What this node tells its peer.

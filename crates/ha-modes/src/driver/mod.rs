@@ -399,7 +399,8 @@ impl HaHandle {
         }
         let mut report = self.report.clone();
         let done = report.wait_for(|r| {
-            r.local.status == Some(Status::Primary) || r.local.ha_idle_failed_startup == Some(true)
+            (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
+                || r.local.ha_idle_failed_startup == Some(true)
         });
         match tokio::time::timeout(self.start_wait, done).await {
             Ok(Ok(r)) if r.local.ha_idle_failed_startup == Some(true) => {

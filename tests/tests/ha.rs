@@ -1,0 +1,484 @@
+//! The two-node HA pair (seed 004, StorNext HA Manager): two real daemons on loopback
+//! (127.0.0.1 and 127.0.0.2), a fence command that records what it fenced, an HA-managed server
+//! that records where it started.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::os::unix::fs::PermissionsExt;
+
+use nm_api::{HaMode, HaReply, HaStatus, ServerState as St};
+use nm_tests::{Node, alive, free_port, kill_tagged, pids_with_env, wait_for};
+
+/// Two nodes with everything they share: the cluster key, the fence script and the events log.
+struct Pair {
+    shared: tempfile::TempDir,
+    n1: Node,
+    n2: Node,
+}
+
+fn events_path(shared: &tempfile::TempDir) -> std::path::PathBuf {
+    shared.path().join("events")
+}
+
+impl Pair {
+    /// Configures both nodes (nothing started). `hadb` is the HA-managed server's command.
+    fn configure(hadb: &str, extra_ha: [&str; 2]) -> Self {
+        let shared = tempfile::Builder::new().prefix("nm-ha-").tempdir().unwrap();
+        let key = shared.path().join("cluster.key");
+        std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let events = events_path(&shared);
+        let fence = shared.path().join("fence.sh");
+        std::fs::write(
+            &fence,
+            format!(
+                "#!/bin/sh\necho \"fence $NM_HA_PEER by $NM_HA_NODE\" >> {}\n",
+                events.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ports = [free_port(), free_port()];
+        let node = |i: usize| {
+            let (me, peer) = (i + 1, 2 - i);
+            let servers = format!(
+                "[[server]]\nname = \"hadb\"\ncommand = {hadb}\nenv = {{ NODE = \"node{me}\" }}\n\
+                 auto_restart = false\n\n\
+                 [[server]]\nname = \"web\"\ncommand = [\"sleep\", \"1001\"]\n\n\
+                 [ha]\npeer = \"node{peer}\"\npeer_address = \"127.0.0.{peer}:{}\"\n\
+                 listen = \"127.0.0.{me}:{}\"\nservers = [\"hadb\"]\nfence_command = [\"{}\"]\n\
+                 heartbeat = \"100ms\"\npeer_timeout = \"1s\"\nfence_retry = \"1s\"\n{}\n",
+                ports[peer - 1],
+                ports[me - 1],
+                fence.display(),
+                extra_ha[i],
+            );
+            Node::configure_named(
+                &format!("node{me}"),
+                &format!("cluster_key_file = \"{}\"", key.display()),
+                &servers,
+            )
+        };
+        Self {
+            n1: node(0),
+            n2: node(1),
+            shared,
+        }
+    }
+
+    /// A pair whose HA-managed server records its start in the events log.
+    async fn start() -> Self {
+        let events = "EVENTS";
+        let mut p = Self::configure(
+            &format!("[\"sh\", \"-c\", \"echo start $NODE >> {events}; exec sleep 1000\"]"),
+            ["", ""],
+        );
+        let real = events_path(&p.shared).display().to_string();
+        for n in [&p.n1, &p.n2] {
+            let text = std::fs::read_to_string(&n.config)
+                .unwrap()
+                .replace(events, &real);
+            std::fs::write(&n.config, text).unwrap();
+        }
+        p.n1.start_daemon().await;
+        p.n2.start_daemon().await;
+        p.wait_linked().await;
+        p
+    }
+
+    async fn wait_linked(&self) {
+        for n in [&self.n1, &self.n2] {
+            wait_ha(n, "the peer to communicate", |r| r.report.communicating).await;
+        }
+    }
+
+    fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(events_path(&self.shared))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Live `hadb` processes, by node name.
+    fn hadb(&self) -> Vec<&'static str> {
+        let mut on = vec![];
+        for pid in pids_with_env("NM_SERVER_NAME=hadb") {
+            if !alive(pid) {
+                continue;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let env = String::from_utf8_lossy(&env);
+            if env.contains(&format!("NM_TEST_NODE={}\0", self.n1.tag)) {
+                on.push("node1");
+            } else if env.contains(&format!("NM_TEST_NODE={}\0", self.n2.tag)) {
+                on.push("node2");
+            }
+        }
+        on.sort_unstable();
+        on
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- events\n{}\n--- node1 nm.log\n{}\n--- node2 nm.log\n{}",
+            self.events().join("\n"),
+            self.n1.read_data("nm.log"),
+            self.n2.read_data("nm.log")
+        )
+    }
+}
+
+async fn ha(n: &Node) -> Option<HaReply> {
+    n.client().get::<HaReply>("/v1/ha").await.ok()
+}
+
+async fn wait_ha(n: &Node, what: &str, pred: impl Fn(&HaReply) -> bool) -> HaReply {
+    let what = format!("{}: {what}", n.name);
+    wait_for(&what, || async { ha(n).await.filter(|r| pred(r)) }).await
+}
+
+fn ok(out: (i32, String, String)) -> String {
+    assert_eq!(out.0, 0, "nm-cli failed: {}{}", out.1, out.2);
+    out.1
+}
+
+fn row<'a>(out: &'a str, node: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.starts_with(node))
+        .unwrap_or_else(|| panic!("no row for {node} in:\n{out}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_start_makes_this_node_primary_and_runs_the_ha_servers_only_there() {
+    let p = Pair::start().await;
+    // a new pair starts stopped: nothing HA-managed runs anywhere, the other servers do
+    let out = ok(p.n2.cli(&["ha", "status"]));
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "local", "default", "stopped", "no"]
+    );
+    p.n1.running_pid("web").await;
+    p.n2.running_pid("web").await;
+    assert!(p.hadb().is_empty());
+
+    let out = ok(p.n2.cli(&["ha", "start"]));
+    assert!(out.contains("node2: primary"), "{out}");
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "local", "default", "primary", "no"]
+    );
+    assert_eq!(
+        row(&out, "node1"),
+        ["node1", "peer", "default", "running", "no"]
+    );
+    p.n2.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+    assert_eq!(p.n1.server("hadb").await.state, St::Shutdown);
+    // the secondary refuses to start an HA-managed server by hand
+    let (code, _, err) = p.n1.cli(&["server", "start", "hadb"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("HA-managed"), "{err}");
+    assert_eq!(p.hadb(), ["node2"]);
+    // --json carries both nodes
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(p.n1.cli(&["--json", "ha", "status"]))).unwrap();
+    assert_eq!(json["report"]["local"]["status"], "running");
+    assert_eq!(json["report"]["peer"]["status"], "primary");
+    assert_eq!(json["report"]["state"], "default-default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_stop_stops_both_nodes_in_the_seeds_order_without_a_reset() {
+    let p = Pair::start().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    // from the secondary: it is locked first, the primary goes to config and stops, both default
+    let out = ok(p.n2.cli(&["ha", "stop"]));
+    let steps: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "steps:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "node2: mode locked",
+            "node1: mode config",
+            "node1: HA stopped (HA-managed servers stopped)",
+            "node1: mode default",
+            "node2: HA stopped (HA-managed servers stopped)",
+            "node2: mode default",
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "local", "default", "stopped", "no"]
+    );
+    assert_eq!(
+        row(&out, "node1"),
+        ["node1", "peer", "default", "stopped", "no"]
+    );
+    assert!(p.hadb().is_empty(), "{}", p.logs());
+    assert_eq!(p.n1.server("hadb").await.state, St::Shutdown);
+    // no HA reset: no smith log, both daemons serve, the other servers run on
+    for n in [&p.n1, &p.n2] {
+        assert_eq!(n.read_data("smithlog"), "");
+        assert!(n.read_data("ha.json").contains("\"started\": false"));
+        n.running_pid("web").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_primary_node_makes_the_secondary_fence_it_then_take_over() {
+    let mut p = Pair::start().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    wait_ha(&p.n2, "secondary", |r| {
+        r.report.local.status == Some(HaStatus::Running)
+    })
+    .await;
+    // power failure of node1: its daemon and every process it started die at once
+    kill_tagged(&p.n1.tag);
+    p.n1.forget_daemon();
+    let r = wait_ha(&p.n2, "primary after the takeover", |r| {
+        r.report.local.status == Some(HaStatus::Primary)
+    })
+    .await;
+    assert_eq!(r.report.fence, "fenced");
+    assert!(!r.report.communicating);
+    p.n2.running_pid("hadb").await;
+    let events = p.events();
+    let fence = events.iter().position(|e| e == "fence node1 by node2");
+    let start = events.iter().rposition(|e| e == "start node2");
+    assert!(
+        fence.is_some() && start.is_some() && fence < start,
+        "fenced before the takeover: {events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| e.starts_with("fence")).count(), 1);
+    assert_eq!(p.hadb(), ["node2"], "exactly once: {}", p.logs());
+
+    // node1 comes back (the "reboot"): it finds node2 primary and stays secondary
+    p.n1.start_daemon().await;
+    let r = wait_ha(&p.n1, "back as secondary", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Running));
+    assert_eq!(r.report.peer.status, Some(HaStatus::Primary));
+    assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerdown_is_refused_while_the_peer_communicates_and_erased_when_it_returns() {
+    let mut p = Pair::start().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    let (code, _, err) = p.n1.cli(&["ha", "peerdown"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("refused: the peer node2 communicates"),
+        "{err}"
+    );
+
+    // node2 powered off; the operator certifies it and runs node1 alone in single mode
+    kill_tagged(&p.n2.tag);
+    p.n2.forget_daemon();
+    wait_ha(&p.n1, "the peer silent", |r| !r.report.communicating).await;
+    let (code, _, err) = p.n1.cli(&["ha", "mode", "single"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("prohibited state single-default"), "{err}");
+    ok(p.n1.cli(&["ha", "peerdown"]));
+    let out = ok(p.n1.cli(&["ha", "mode", "single"]));
+    assert!(out.contains("single-peerdown (allowed)"), "{out}");
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "peer", "peerdown", "(certified)", "-", "-"]
+    );
+    let (code, _, err) = p.n1.cli(&["ha", "peerup"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("peerup is refused in single mode"), "{err}");
+    assert_eq!(p.hadb(), ["node1"]);
+
+    // node2 starts communicating although certified down: node1 erases the certification,
+    // returns to default mode and stops the HA-managed servers
+    p.n2.start_daemon().await;
+    let r = wait_ha(&p.n1, "the certification erased", |r| {
+        r.report.communicating && r.report.local.mode == HaMode::Default
+    })
+    .await;
+    assert_ne!(r.report.peer.mode, HaMode::Peerdown);
+    p.n1.wait_server("hadb", "stopped", |s| s.state == St::Shutdown)
+        .await;
+    let rec = p.n1.read_data("ha.json");
+    assert!(
+        rec.contains("\"peerdown\": false") && rec.contains("\"mode\": \"default\""),
+        "{rec}"
+    );
+    assert!(p.n1.read_data("nm.log").contains("certification erased"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_survive_a_daemon_restart() {
+    let mut p = Pair::start().await;
+    ok(p.n1.cli(&["ha", "mode", "locked"]));
+    let out = ok(p.n2.cli(&["ha", "config"]));
+    assert!(out.contains("config-locked (allowed)"), "{out}");
+    // both daemons die and come back together
+    p.n1.kill9_daemon();
+    p.n2.kill9_daemon();
+    p.n1.spawn_daemon();
+    p.n2.spawn_daemon();
+    p.wait_linked().await;
+    let out = ok(p.n2.cli(&["ha", "status"]));
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "local", "config", "stopped", "no"]
+    );
+    assert_eq!(
+        row(&out, "node1"),
+        ["node1", "peer", "locked", "stopped", "no"]
+    );
+    assert!(out.contains("config-locked (allowed)"), "{out}");
+    assert!(p.n1.read_data("ha.json").contains("\"mode\": \"locked\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_smith_writes_and_fsyncs_the_smithlog_line_before_the_reset() {
+    let mut p = Pair::start().await;
+    // node1 again, under strace: which syscalls come in which order
+    p.n1.kill9_daemon();
+    let trace = p.shared.path().join("trace");
+    let trace_arg = trace.display().to_string();
+    p.n1.spawn_daemon_under(&[
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        &trace_arg,
+        "-e",
+        "trace=openat,fsync,kill,tgkill,pidfd_send_signal",
+    ]);
+    p.wait_linked().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    // the answer may or may not make it out before the daemon exits
+    let _ = p.n1.cli(&["ha", "force", "smith"]);
+    let status = p.n1.wait_daemon_exit().await;
+    assert_eq!(status.code(), Some(86), "{}", p.logs());
+    let smith = p.n1.read_data("smithlog");
+    assert!(smith.contains("node1 HA reset: force smith"), "{smith}");
+    wait_for("node1's hadb to be killed", || async {
+        (!p.hadb().contains(&"node1")).then_some(())
+    })
+    .await;
+
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let open = lines
+        .iter()
+        .position(|l| l.contains("openat(") && l.contains("smithlog"))
+        .unwrap_or_else(|| panic!("no open of the smith log:\n{trace}"));
+    // with several threads, strace splits a call into "<unfinished ...>" and "<... resumed>"
+    let pid = lines[open].split_whitespace().next().unwrap();
+    let result = if lines[open].contains("<unfinished") {
+        lines[open..]
+            .iter()
+            .find(|l| l.starts_with(&format!("{pid} <... openat resumed>")))
+            .unwrap()
+    } else {
+        lines[open]
+    };
+    let fd = result.rsplit("= ").next().unwrap().trim();
+    let fsync = lines[open..]
+        .iter()
+        .position(|l| {
+            l.starts_with(&format!("{pid} fsync({fd})"))
+                || l.starts_with(&format!("{pid} fsync({fd} <unfinished"))
+        })
+        .map(|i| i + open)
+        .unwrap_or_else(|| panic!("no fsync({fd}) of the smith log:\n{trace}"));
+    let first_kill = lines
+        .iter()
+        .position(|l| l.contains("SIGKILL"))
+        .unwrap_or_else(|| panic!("no SIGKILL:\n{trace}"));
+    assert!(
+        open < fsync && fsync < first_kill,
+        "smithlog open {open}, fsync {fsync}, first SIGKILL {first_kill}:\n{trace}"
+    );
+
+    // its peer finds it silent, fences it and takes over
+    wait_ha(&p.n2, "primary", |r| {
+        r.report.local.status == Some(HaStatus::Primary)
+    })
+    .await;
+    p.n2.running_pid("hadb").await;
+    assert!(p.events().contains(&"fence node1 by node2".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_sets_ha_idle_failed_startup_and_clear_lifts_it() {
+    let mut p = Pair::configure("[\"/nonexistent/hadb\"]", ["", ""]);
+    p.n1.start_daemon().await;
+    p.n2.start_daemon().await;
+    p.wait_linked().await;
+    let (code, out, err) = p.n1.cli(&["ha", "start"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("ha_idle_failed_startup is set"), "{err}");
+    let out = ok(p.n1.cli(&["ha", "status"]));
+    assert_eq!(
+        row(&out, "node1"),
+        ["node1", "local", "default", "running", "yes"]
+    );
+    assert!(
+        p.n1.read_data("ha.json")
+            .contains("\"ha_idle_failed_startup\": true")
+    );
+    // starts are blocked until clear
+    let (code, _, err) = p.n1.cli(&["ha", "start"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nm-cli ha clear"), "{err}");
+    let out = ok(p.n1.cli(&["ha", "clear"]));
+    assert!(
+        out.contains("node1: ha_idle_failed_startup cleared"),
+        "{out}"
+    );
+    assert_eq!(row(&out, "node1")[4], "no");
+    assert!(
+        p.n1.read_data("ha.json")
+            .contains("\"ha_idle_failed_startup\": false")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_cluster_key_never_communicates_and_is_counted() {
+    let mut p = Pair::configure("[\"sleep\", \"1000\"]", ["", ""]);
+    let other = p.shared.path().join("other.key");
+    std::fs::write(&other, b"another key, also 32 bytes long!").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = p.shared.path().join("cluster.key").display().to_string();
+    let text = std::fs::read_to_string(&p.n2.config).unwrap();
+    std::fs::write(
+        &p.n2.config,
+        text.replace(&key, &other.display().to_string()),
+    )
+    .unwrap();
+    p.n1.start_daemon().await;
+    p.n2.start_daemon().await;
+    let r = wait_ha(&p.n1, "rejected handshakes", |r| {
+        r.report.rejected_frames >= 2
+    })
+    .await;
+    assert!(!r.report.communicating);
+    let (code, _, err) = p.n2.cli(&["ha", "start"]);
+    // node2 is started, fences node1 after peer_timeout (the test fence "succeeds") and becomes
+    // primary: without the key, it cannot tell node1 is alive. That is the fence's job.
+    assert_eq!(code, 0, "{err}");
+    wait_for("the fence", || async {
+        p.events()
+            .contains(&"fence node1 by node2".to_owned())
+            .then_some(())
+    })
+    .await;
+}

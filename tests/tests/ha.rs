@@ -21,7 +21,7 @@ fn events_path(shared: &tempfile::TempDir) -> std::path::PathBuf {
 
 impl Pair {
     /// Configures both nodes (nothing started). `hadb` is the HA-managed server's command.
-    fn configure(hadb: &str, extra_ha: [&str; 2]) -> Self {
+    fn configure(hadb: &str, peer_timeout: &str) -> Self {
         let shared = tempfile::Builder::new().prefix("nm-ha-").tempdir().unwrap();
         let key = shared.path().join("cluster.key");
         std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
@@ -46,11 +46,10 @@ impl Pair {
                  [[server]]\nname = \"web\"\ncommand = [\"sleep\", \"1001\"]\n\n\
                  [ha]\npeer = \"node{peer}\"\npeer_address = \"127.0.0.{peer}:{}\"\n\
                  listen = \"127.0.0.{me}:{}\"\nservers = [\"hadb\"]\nfence_command = [\"{}\"]\n\
-                 heartbeat = \"100ms\"\npeer_timeout = \"1s\"\nfence_retry = \"1s\"\n{}\n",
+                 heartbeat = \"100ms\"\npeer_timeout = \"{peer_timeout}\"\nfence_retry = \"1s\"\n",
                 ports[peer - 1],
                 ports[me - 1],
                 fence.display(),
-                extra_ha[i],
             );
             Node::configure_named(
                 &format!("node{me}"),
@@ -65,12 +64,17 @@ impl Pair {
         }
     }
 
-    /// A pair whose HA-managed server records its start in the events log.
+    /// A pair whose HA-managed server records its start in the events log; the peer timeout is
+    /// 1 s.
     async fn start() -> Self {
+        Self::start_with("1s").await
+    }
+
+    async fn start_with(peer_timeout: &str) -> Self {
         let events = "EVENTS";
         let mut p = Self::configure(
             &format!("[\"sh\", \"-c\", \"echo start $NODE >> {events}; exec sleep 1000\"]"),
-            ["", ""],
+            peer_timeout,
         );
         let real = events_path(&p.shared).display().to_string();
         for n in [&p.n1, &p.n2] {
@@ -268,6 +272,38 @@ async fn losing_the_primary_node_makes_the_secondary_fence_it_then_take_over() {
     assert_eq!(r.report.local.status, Some(HaStatus::Running));
     assert_eq!(r.report.peer.status, Some(HaStatus::Primary));
     assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+    // its lock file said hadb was meant to run: crash recovery must not restart it there
+    assert_eq!(p.n1.server("hadb").await.state, St::Shutdown);
+    assert!(
+        p.n1.read_data("nm.log").contains("HA-managed"),
+        "{}",
+        p.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_adopts_its_running_ha_server_and_is_still_primary() {
+    // a restart well within the peer timeout: the peer does not fence
+    let mut p = Pair::start_with("5s").await;
+    ok(p.n1.cli(&["ha", "start"]));
+    let pid = p.n1.running_pid("hadb").await;
+    p.n1.kill9_daemon();
+    p.n1.start_daemon().await;
+    let r = wait_ha(&p.n1, "linked again", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Primary));
+    assert_eq!(
+        p.n1.running_pid("hadb").await,
+        pid,
+        "adopted, not restarted"
+    );
+    assert_eq!(p.hadb(), ["node1"]);
+    let r = wait_ha(&p.n2, "secondary", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Running));
+    assert!(
+        !p.events().iter().any(|e| e.starts_with("fence")),
+        "{:?}",
+        p.events()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +455,7 @@ async fn force_smith_writes_and_fsyncs_the_smithlog_line_before_the_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_start_sets_ha_idle_failed_startup_and_clear_lifts_it() {
-    let mut p = Pair::configure("[\"/nonexistent/hadb\"]", ["", ""]);
+    let mut p = Pair::configure("[\"/nonexistent/hadb\"]", "1s");
     p.n1.start_daemon().await;
     p.n2.start_daemon().await;
     p.wait_linked().await;
@@ -453,7 +489,7 @@ async fn a_failed_start_sets_ha_idle_failed_startup_and_clear_lifts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_cluster_key_never_communicates_and_is_counted() {
-    let mut p = Pair::configure("[\"sleep\", \"1000\"]", ["", ""]);
+    let mut p = Pair::configure("[\"sleep\", \"1000\"]", "1s");
     let other = p.shared.path().join("other.key");
     std::fs::write(&other, b"another key, also 32 bytes long!").unwrap();
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();

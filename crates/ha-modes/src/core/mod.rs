@@ -269,7 +269,9 @@ impl Ha {
     /// stops communicating.
     pub fn on_promote_request(&mut self, now: Instant, incarnation: u64, claim: u64) -> bool {
         self.now = self.now.max(now);
-        if self.reset.is_some() || self.holding || self.starting {
+        // a node that is fencing its peer, or fenced it, is about to take over itself
+        let fencing = matches!(self.fence, FenceState::Fencing | FenceState::Fenced);
+        if self.reset.is_some() || self.holding || self.starting || fencing {
             return false;
         }
         if let Some((mine, _)) = self.promoting {

@@ -236,6 +236,17 @@ fn simultaneous_claims_are_settled_by_name() {
 }
 
 #[test]
+fn a_node_that_fences_its_peer_refuses_the_peers_claim() {
+    let t = t0();
+    let mut ha = Ha::new(t, "node2", "node1", 1, started(), false, TIMING);
+    ha.on_timeout(t + ms(3000));
+    assert_eq!(drain(&mut ha), [Action::Fence]);
+    assert!(!ha.on_promote_request(t + ms(3100), 9, 1));
+    ha.on_fence_result(t + ms(3200), Ok(()));
+    assert!(!ha.on_promote_request(t + ms(3200), 9, 2));
+}
+
+#[test]
 fn a_primary_or_starting_node_refuses_every_claim() {
     let t = t0();
     let mut ha = Ha::new(t, "node2", "node1", 1, started(), true, TIMING);

@@ -17,6 +17,9 @@ use crate::core::{Op, PeerState};
 use crate::mode::Status;
 use crate::report::HaReport;
 
+/// Connections served at once (handshakes included).
+const MAX_CONNECTIONS: usize = 8;
+
 pub(crate) const PROTOCOL: Protocol = Protocol {
     label: "nm-ha",
     version: 1,
@@ -193,8 +196,22 @@ pub(crate) async fn server(
     events: mpsc::UnboundedSender<Event>,
     report: watch::Receiver<HaReport>,
 ) {
+    // the peer needs one connection; a few more cover reconnects while an old one lingers
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
+        let (stream, from) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // e.g. out of file descriptors: do not spin
+                tracing::warn!(error = %e, "HA link: accept failed");
+                tokio::time::sleep(cfg.heartbeat).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let _ = events.send(Event::Rejected(format!(
+                "{from}: more than {MAX_CONNECTIONS} connections at once: dropped"
+            )));
             continue;
         };
         let cfg = cfg.clone();
@@ -204,6 +221,7 @@ pub(crate) async fn server(
             if let Err(why) = serve(&cfg, stream, &events, &report).await {
                 let _ = events.send(Event::Rejected(format!("{from}: {why}")));
             }
+            drop(slot);
         });
     }
 }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::disallowed_methods)] // deadlines of the test harness read the clock
 
+pub mod ha;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;

@@ -318,7 +318,8 @@ impl HaHandle {
             reply,
         };
         if self.outbox.send(out).await.is_ok() {
-            let _ = rx.await;
+            // bounded: a link still dialling a silent peer does not hold up a status
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
         }
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Sync(tx)).is_ok() {
@@ -345,16 +346,21 @@ impl HaHandle {
 
     async fn remote(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
         let (reply, rx) = oneshot::channel();
+        let limit = self.stop_wait + Duration::from_secs(5);
         let out = Outgoing {
             request: Request::Op {
                 op,
                 state: self.mine.borrow().clone(),
             },
-            timeout: self.stop_wait + Duration::from_secs(5),
+            timeout: limit,
             reply,
         };
         self.outbox.send(out).await.map_err(|_| HaError::Gone)?;
-        match rx.await.map_err(|_| HaError::Gone)? {
+        // the link may still be dialling: wait for that too, but not forever
+        let answer = tokio::time::timeout(limit * 2, rx).await.map_err(|_| {
+            HaError::Failed(format!("{}: no answer within {:?}", self.peer, limit * 2))
+        })?;
+        match answer.map_err(|_| HaError::Gone)? {
             Ok(Reply::Op(Ok(_))) => {
                 steps.push(format!("{}: {}", self.peer, describe(op)));
                 Ok(())

@@ -53,6 +53,17 @@ async fn ha_start_makes_this_node_primary_and_runs_the_ha_servers_only_there() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("HA-managed"), "{err}");
     assert_eq!(p.hadb(), ["node2"]);
+    // metrics say who is primary
+    let metrics = nm_tests::raw_http(
+        &p.n2.listen,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            p.n2.token()
+        ),
+    )
+    .await;
+    assert!(metrics.contains("nm_ha_primary 1"), "{metrics}");
+    assert!(metrics.contains("nm_ha_peer_communicating 1"), "{metrics}");
     // --json carries both nodes
     let json: serde_json::Value =
         serde_json::from_str(&ok(p.n1.cli(&["--json", "ha", "status"]))).unwrap();

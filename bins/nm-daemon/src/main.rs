@@ -53,8 +53,16 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     if args.check {
+        let ha = cfg.ha.as_ref().map_or_else(String::new, |h| {
+            format!(
+                ", HA pair with {:?} at {} ({} HA-managed)",
+                h.peer,
+                h.peer_address,
+                h.servers.len()
+            )
+        });
         println!(
-            "{}: ok (node {:?}, {} server{}, data_dir {})",
+            "{}: ok (node {:?}, {} server{}, data_dir {}{ha})",
             cfg.path.display(),
             cfg.node,
             cfg.servers.len(),

@@ -295,22 +295,32 @@ async fn force_smith_writes_and_fsyncs_the_smithlog_line_before_the_reset() {
         .iter()
         .position(|l| l.contains("openat(") && l.contains("smithlog"))
         .unwrap_or_else(|| panic!("no open of the smith log:\n{trace}"));
-    // with several threads, strace splits a call into "<unfinished ...>" and "<... resumed>"
-    let pid = lines[open].split_whitespace().next().unwrap();
+    // with several threads, strace splits a call into "<unfinished ...>" and "<... resumed>";
+    // a line is "PID<spaces>CALL" (the PID padded to a width)
+    let split = |l: &str| {
+        let l = l.trim_start();
+        let (pid, rest) = l.split_once(' ').unwrap_or((l, ""));
+        (pid.to_owned(), rest.trim_start().to_owned())
+    };
+    let (pid, _) = split(lines[open]);
     let result = if lines[open].contains("<unfinished") {
         lines[open..]
             .iter()
-            .find(|l| l.starts_with(&format!("{pid} <... openat resumed>")))
+            .map(|l| split(l))
+            .find(|(p, rest)| *p == pid && rest.starts_with("<... openat resumed>"))
+            .map(|(_, rest)| rest)
             .unwrap()
     } else {
-        lines[open]
+        split(lines[open]).1
     };
-    let fd = result.rsplit("= ").next().unwrap().trim();
+    let fd = result.rsplit("= ").next().unwrap().trim().to_owned();
     let fsync = lines[open..]
         .iter()
         .position(|l| {
-            l.starts_with(&format!("{pid} fsync({fd})"))
-                || l.starts_with(&format!("{pid} fsync({fd} <unfinished"))
+            let (p, rest) = split(l);
+            p == pid
+                && (rest.starts_with(&format!("fsync({fd})"))
+                    || rest.starts_with(&format!("fsync({fd} <unfinished")))
         })
         .map(|i| i + open)
         .unwrap_or_else(|| panic!("no fsync({fd}) of the smith log:\n{trace}"));

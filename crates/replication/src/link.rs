@@ -1,23 +1,27 @@
-//! The standby link: length-prefixed frames on a TCP stream, a handshake that authenticates both
-//! sides under the node's standby key, then sealed frames (HMAC tag over direction, sequence
-//! number and body). A sealed frame that fails its tag, its sequence or decoding is dropped and
-//! reported as [`LinkEvent::Rejected`], never acted on; a frame whose length is out of bounds
-//! closes the link (the stream is no longer in step).
+//! The standby link: an [`nm_wire::session`] on a loopback TCP stream under the node's
+//! `standby.key`. The standby (client) says who it is (PID and start time, checked by the active
+//! against `/proc`); the active answers with a welcome (who it is, the pair's takeovers and start)
+//! or a refusal with its reason. Then sealed frames both ways: a frame that fails its tag, its
+//! sequence or decoding is dropped and reported as [`LinkEvent::Rejected`], never acted on; a
+//! frame whose length is out of bounds closes the link (the stream is no longer in step).
 
 use std::io;
 use std::time::Duration;
 
+use nm_wire::session::{self, Protocol, Received};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::core::{ActiveInfo, Pid};
-use nm_wire::codec::{self, Tag};
-use nm_wire::frame::{nonce, read_frame, write_frame};
+pub(crate) use nm_wire::session::HandshakeError;
 
-/// The link protocol's version; a peer speaking another one is refused.
-const VERSION: u16 = 1;
+use crate::core::{ActiveInfo, Pid};
+
+/// The link protocol; a peer speaking another version is refused.
+const PROTOCOL: Protocol = Protocol {
+    label: "nm-standby",
+    version: 2,
+};
 
 /// An authenticated message on the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,97 +43,36 @@ pub(crate) enum LinkEvent {
     Closed(String),
 }
 
-/// Why a handshake failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum HandshakeError {
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("malformed handshake frame: {0}")]
-    Malformed(String),
-    #[error("protocol version {0}, this node manager speaks {VERSION}")]
-    Version(u16),
-    #[error("the peer failed authentication (not the same standby.key)")]
-    BadTag,
-}
-
+/// Who a standby says it is.
 #[derive(Debug, Serialize, Deserialize)]
-struct Challenge {
-    version: u16,
-    nonce: [u8; 32],
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Hello {
-    version: u16,
-    nonce: [u8; 32],
+struct StandbyId {
     pid: Pid,
     start_time: u64,
-    tag: Tag,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-enum Answer {
-    Welcome {
-        pid: Pid,
-        start_time: u64,
-        takeovers: u64,
-        pair_started_ms: u64,
-        tag: Tag,
-    },
-    Refused {
-        reason: String,
-        tag: Tag,
-    },
+/// What the active tells a standby it accepts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Welcome {
+    pub(crate) pid: Pid,
+    pub(crate) start_time: u64,
+    pub(crate) takeovers: u64,
+    pub(crate) pair_started_ms: u64,
 }
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Sealed {
-    seq: u64,
-    body: Vec<u8>,
-    tag: Tag,
-}
-
-const TO_STANDBY: &[u8] = b"active->standby";
-const TO_ACTIVE: &[u8] = b"standby->active";
 
 /// The sending half of an authenticated link.
 #[derive(Debug)]
-pub(crate) struct LinkWriter {
-    w: OwnedWriteHalf,
-    session: Tag,
-    dir: &'static [u8],
-    seq: u64,
-}
+pub(crate) struct LinkWriter(session::Sender);
 
 impl LinkWriter {
     /// Seals and sends one message.
     pub(crate) async fn send(&mut self, msg: Msg) -> io::Result<()> {
-        self.seq += 1;
-        let body = codec::encode(&msg);
-        let seq = self.seq.to_be_bytes();
-        let tag = codec::mac(&self.session, &[self.dir, &seq, &body]);
-        write_frame(
-            &mut self.w,
-            &codec::encode(&Sealed {
-                seq: self.seq,
-                body,
-                tag,
-            }),
-        )
-        .await
+        self.0.send(&msg).await
     }
 }
 
 /// The receiving half of an authenticated link.
 #[derive(Debug)]
-pub(crate) struct LinkReader {
-    r: OwnedReadHalf,
-    session: Tag,
-    dir: &'static [u8],
-    seq: u64,
-}
+pub(crate) struct LinkReader(session::Receiver);
 
 impl LinkReader {
     /// Spawns [`LinkReader::run`] as a task of its own.
@@ -145,8 +88,9 @@ impl LinkReader {
     /// event is always `Closed`) or the receiver is gone.
     pub(crate) async fn run<T: Copy>(mut self, id: T, tx: mpsc::UnboundedSender<(T, LinkEvent)>) {
         loop {
-            let event = match read_frame(&mut self.r).await {
-                Ok(frame) => self.open(&frame),
+            let event = match self.0.recv::<Msg>().await {
+                Ok(Received::Msg(m)) => LinkEvent::Msg(m),
+                Ok(Received::Rejected(why)) => LinkEvent::Rejected(why),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     LinkEvent::Closed("closed by the peer".into())
                 }
@@ -158,160 +102,45 @@ impl LinkReader {
             }
         }
     }
-
-    fn open(&mut self, frame: &[u8]) -> LinkEvent {
-        let sealed: Sealed = match codec::decode(frame) {
-            Ok(s) => s,
-            Err(e) => return LinkEvent::Rejected(format!("undecodable frame: {e}")),
-        };
-        let seq = sealed.seq.to_be_bytes();
-        if !codec::verify(&self.session, &[self.dir, &seq, &sealed.body], &sealed.tag) {
-            return LinkEvent::Rejected("frame failed authentication".into());
-        }
-        if sealed.seq != self.seq + 1 {
-            return LinkEvent::Rejected(format!(
-                "frame out of sequence ({} after {})",
-                sealed.seq, self.seq
-            ));
-        }
-        self.seq = sealed.seq;
-        match codec::decode(&sealed.body) {
-            Ok(msg) => LinkEvent::Msg(msg),
-            Err(e) => LinkEvent::Rejected(format!("undecodable message: {e}")),
-        }
-    }
 }
 
 /// A standby that authenticated itself, waiting for the active's answer.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    stream: TcpStream,
-    key: Vec<u8>,
-    ours: [u8; 32],
-    theirs: [u8; 32],
+    inner: session::Pending<StandbyId>,
     /// The standby's PID, as it claims (checked by the caller against `/proc`).
     pub(crate) pid: Pid,
     /// The standby's start time, as it claims.
     pub(crate) start_time: u64,
 }
 
-/// What the active tells a standby it accepts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Welcome {
-    pub(crate) pid: Pid,
-    pub(crate) start_time: u64,
-    pub(crate) takeovers: u64,
-    pub(crate) pair_started_ms: u64,
-}
-
-impl Welcome {
-    fn parts(&self) -> [[u8; 8]; 4] {
-        [
-            i64::from(self.pid).to_be_bytes(),
-            self.start_time.to_be_bytes(),
-            self.takeovers.to_be_bytes(),
-            self.pair_started_ms.to_be_bytes(),
-        ]
-    }
-}
-
 /// Active side: challenge a connecting standby and check its answer.
 pub(crate) async fn accept(
-    mut stream: TcpStream,
+    stream: TcpStream,
     key: &[u8],
     timeout: Duration,
 ) -> Result<Pending, HandshakeError> {
-    let ours = nonce()?;
-    let run = async {
-        write_frame(
-            &mut stream,
-            &codec::encode(&Challenge {
-                version: VERSION,
-                nonce: ours,
-            }),
-        )
-        .await?;
-        let hello: Hello =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        if hello.version != VERSION {
-            return Err(HandshakeError::Version(hello.version));
-        }
-        let ok = codec::verify(
-            key,
-            &[
-                b"nm-standby-hello",
-                &ours,
-                &hello.nonce,
-                &i64::from(hello.pid).to_be_bytes(),
-                &hello.start_time.to_be_bytes(),
-            ],
-            &hello.tag,
-        );
-        if !ok {
-            return Err(HandshakeError::BadTag);
-        }
-        Ok(hello)
-    };
-    let hello = tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| HandshakeError::Timeout(timeout))??;
+    let inner = session::accept::<StandbyId>(stream, PROTOCOL, key, timeout).await?;
     Ok(Pending {
-        stream,
-        key: key.to_vec(),
-        ours,
-        theirs: hello.nonce,
-        pid: hello.pid,
-        start_time: hello.start_time,
+        pid: inner.peer.pid,
+        start_time: inner.peer.start_time,
+        inner,
     })
 }
 
 impl Pending {
     /// Accepts the standby: sends the authenticated welcome and returns the link's halves.
     pub(crate) async fn welcome(
-        mut self,
+        self,
         me: Welcome,
     ) -> Result<(LinkReader, LinkWriter), HandshakeError> {
-        let p = me.parts();
-        let tag = codec::mac(
-            &self.key,
-            &[
-                b"nm-standby-welcome",
-                &self.ours,
-                &self.theirs,
-                &p[0],
-                &p[1],
-                &p[2],
-                &p[3],
-            ],
-        );
-        let answer = Answer::Welcome {
-            pid: me.pid,
-            start_time: me.start_time,
-            takeovers: me.takeovers,
-            pair_started_ms: me.pair_started_ms,
-            tag,
-        };
-        write_frame(&mut self.stream, &codec::encode(&answer)).await?;
-        let session = session(&self.key, &self.ours, &self.theirs);
-        Ok(halves(self.stream, session, TO_STANDBY, TO_ACTIVE))
+        let (r, w) = self.inner.welcome(&me).await?;
+        Ok((LinkReader(r), LinkWriter(w)))
     }
 
     /// Refuses the standby with a reason it can log.
-    pub(crate) async fn refuse(mut self, reason: &str) {
-        let tag = codec::mac(
-            &self.key,
-            &[
-                b"nm-standby-refused",
-                &self.ours,
-                &self.theirs,
-                reason.as_bytes(),
-            ],
-        );
-        let answer = Answer::Refused {
-            reason: reason.to_owned(),
-            tag,
-        };
-        let _ = write_frame(&mut self.stream, &codec::encode(&answer)).await;
+    pub(crate) async fn refuse(self, reason: &str) {
+        self.inner.refuse(reason).await;
     }
 }
 
@@ -331,125 +160,28 @@ pub(crate) async fn connect(
     me: (Pid, u64),
     timeout: Duration,
 ) -> Result<Connected, HandshakeError> {
-    let run = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        let challenge: Challenge =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        if challenge.version != VERSION {
-            return Err(HandshakeError::Version(challenge.version));
-        }
-        let ours = nonce()?;
-        let tag = codec::mac(
-            key,
-            &[
-                b"nm-standby-hello",
-                &challenge.nonce,
-                &ours,
-                &i64::from(me.0).to_be_bytes(),
-                &me.1.to_be_bytes(),
-            ],
-        );
-        let hello = Hello {
-            version: VERSION,
-            nonce: ours,
-            pid: me.0,
-            start_time: me.1,
-            tag,
-        };
-        write_frame(&mut stream, &codec::encode(&hello)).await?;
-        let answer: Answer =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        match answer {
-            Answer::Welcome {
-                pid,
-                start_time,
-                takeovers,
-                pair_started_ms,
-                tag,
-            } => {
-                let w = Welcome {
-                    pid,
-                    start_time,
-                    takeovers,
-                    pair_started_ms,
-                };
-                let p = w.parts();
-                let parts: [&[u8]; 7] = [
-                    b"nm-standby-welcome",
-                    &challenge.nonce,
-                    &ours,
-                    &p[0],
-                    &p[1],
-                    &p[2],
-                    &p[3],
-                ];
-                if !codec::verify(key, &parts, &tag) {
-                    return Err(HandshakeError::BadTag);
-                }
-                let session = session(key, &challenge.nonce, &ours);
-                let (r, w) = halves(stream, session, TO_ACTIVE, TO_STANDBY);
-                Ok(Connected::Linked(
-                    r,
-                    w,
-                    ActiveInfo {
-                        pid,
-                        start_time,
-                        takeovers,
-                        pair_started_ms,
-                    },
-                ))
-            }
-            Answer::Refused { reason, tag } => {
-                let parts: [&[u8]; 4] = [
-                    b"nm-standby-refused",
-                    &challenge.nonce,
-                    &ours,
-                    reason.as_bytes(),
-                ];
-                if !codec::verify(key, &parts, &tag) {
-                    return Err(HandshakeError::BadTag);
-                }
-                Ok(Connected::Refused(reason))
-            }
-        }
+    let id = StandbyId {
+        pid: me.0,
+        start_time: me.1,
     };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| HandshakeError::Timeout(timeout))?
-}
-
-fn session(key: &[u8], active_nonce: &[u8; 32], standby_nonce: &[u8; 32]) -> Tag {
-    codec::mac(key, &[b"nm-standby-session", active_nonce, standby_nonce])
-}
-
-fn halves(
-    stream: TcpStream,
-    session: Tag,
-    send: &'static [u8],
-    recv: &'static [u8],
-) -> (LinkReader, LinkWriter) {
-    let (r, w) = stream.into_split();
-    (
-        LinkReader {
-            r,
-            session,
-            dir: recv,
-            seq: 0,
-        },
-        LinkWriter {
-            w,
-            session,
-            dir: send,
-            seq: 0,
-        },
-    )
+    match session::connect::<Welcome, _>(addr, PROTOCOL, key, &id, timeout).await? {
+        session::Connected::Linked(r, w, active) => Ok(Connected::Linked(
+            LinkReader(r),
+            LinkWriter(w),
+            ActiveInfo {
+                pid: active.pid,
+                start_time: active.start_time,
+                takeovers: active.takeovers,
+                pair_started_ms: active.pair_started_ms,
+            },
+        )),
+        session::Connected::Refused(why) => Ok(Connected::Refused(why)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
 
     const T: Duration = Duration::from_secs(5);
 
@@ -495,7 +227,10 @@ mod tests {
         got.sort_by_key(|(id, _)| *id);
         assert!(matches!(got[0], ('a', LinkEvent::Msg(Msg::Heartbeat))));
         assert!(matches!(got[1], ('s', LinkEvent::Msg(Msg::Shutdown))));
+        // a closed link is the reader's last event
         drop(aw);
+        let (id, ev) = rx.recv().await.unwrap();
+        assert!(matches!((id, ev), ('s', LinkEvent::Closed(_))));
         drop(sw);
     }
 
@@ -513,46 +248,5 @@ mod tests {
             Connected::Refused(r) => assert_eq!(r, "standby 5 already watches"),
             Connected::Linked(..) => panic!("linked"),
         }
-    }
-
-    #[tokio::test]
-    async fn forged_replayed_and_garbage_frames_are_rejected_not_acted_on() {
-        let (pending, standby) = pair(b"k", b"k").await;
-        let (ar, _aw) = pending.unwrap().welcome(welcome()).await.unwrap();
-        let Connected::Linked(_sr, sw, _) = standby.await.unwrap().unwrap() else {
-            panic!("not linked");
-        };
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        ar.spawn((), tx);
-        let mut w = sw.w;
-        // garbage, then a frame sealed with the wrong session, then a replay of seq 1 twice
-        write_frame(&mut w, b"\xff\xff\xff").await.unwrap();
-        let body = codec::encode(&Msg::Shutdown);
-        let forged = Sealed {
-            seq: 1,
-            tag: codec::mac(b"guess", &[TO_ACTIVE, &1u64.to_be_bytes(), &body]),
-            body: body.clone(),
-        };
-        write_frame(&mut w, &codec::encode(&forged)).await.unwrap();
-        let good = Sealed {
-            seq: 1,
-            tag: codec::mac(&sw.session, &[TO_ACTIVE, &1u64.to_be_bytes(), &body]),
-            body,
-        };
-        write_frame(&mut w, &codec::encode(&good)).await.unwrap();
-        write_frame(&mut w, &codec::encode(&good)).await.unwrap();
-        let mut seen = vec![];
-        for _ in 0..4 {
-            let ((), e) = rx.recv().await.unwrap();
-            seen.push(e);
-        }
-        assert!(matches!(seen[0], LinkEvent::Rejected(ref r) if r.contains("undecodable")));
-        assert!(matches!(seen[1], LinkEvent::Rejected(ref r) if r.contains("authentication")));
-        assert!(matches!(seen[2], LinkEvent::Msg(Msg::Shutdown)));
-        assert!(matches!(seen[3], LinkEvent::Rejected(ref r) if r.contains("sequence")));
-        // an oversized length closes the link
-        w.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        let ((), e) = rx.recv().await.unwrap();
-        assert!(matches!(e, LinkEvent::Closed(ref r) if r.contains("at most")));
     }
 }

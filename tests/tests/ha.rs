@@ -407,3 +407,29 @@ async fn a_node_with_another_cluster_key_never_communicates_and_is_counted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_start_returns_a_pair_in_config_and_locked_mode_to_default() {
+    let p = Pair::start().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    ok(p.n2.cli(&["ha", "mode", "locked"]));
+    let out = ok(p.n1.cli(&["ha", "config"]));
+    assert!(out.contains("config-locked (allowed)"), "{out}");
+    // the node in config mode leaves it first, then its locked peer: never default-config
+    let out = ok(p.n1.cli(&["ha", "start"]));
+    assert!(
+        out.contains("node1: mode default\n  node2: mode default"),
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "node1"),
+        ["node1", "local", "default", "primary", "no"]
+    );
+    assert_eq!(
+        row(&out, "node2"),
+        ["node2", "peer", "default", "running", "no"]
+    );
+    p.n1.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node1"], "{}", p.logs());
+}

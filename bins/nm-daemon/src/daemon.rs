@@ -125,11 +125,6 @@ async fn serve(
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the active's PID");
     }
     raise_nofile();
-    let token = load_or_create_token(&cfg)?;
-    let standby_key = match cfg.standby {
-        Some(_) => Some(load_or_create_standby_key(&cfg.data_dir)?),
-        None => None,
-    };
     // the HA pair: its key and mode file are checked, its address bound, before anything starts
     let ha_ready = match &cfg.ha {
         Some(ha) => {
@@ -157,6 +152,11 @@ async fn serve(
         None => None,
     };
 
+    let token = load_or_create_token(&cfg)?;
+    let standby_key = match cfg.standby {
+        Some(_) => Some(load_or_create_standby_key(&cfg.data_dir)?),
+        None => None,
+    };
     // Bind before starting anything, so a busy address starts no server. At a takeover the
     // previous active has exited (its sockets are closed) before we get here; should its port
     // still be taken, the new active serves on the Unix socket alone rather than leave the

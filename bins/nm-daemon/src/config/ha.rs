@@ -145,23 +145,22 @@ impl Checker<'_> {
             None => Some(SocketAddr::from(([0, 0, 0, 0], port))),
         };
         if let Some(l) = listen {
-            let clashes = |p: u16| {
-                l.port() == p
-                    && (l.ip().is_unspecified()
-                        || l.ip().is_loopback()
-                        || api.ip() == l.ip()
-                        || api.ip().is_unspecified())
-            };
+            // two sockets on one port clash when one of them is the wildcard or both are the
+            // same address; the standby link listens on 127.0.0.1
+            let overlaps =
+                |a: std::net::IpAddr| a == l.ip() || a.is_unspecified() || l.ip().is_unspecified();
             let span = ha
                 .listen
                 .as_ref()
                 .map_or(ha.peer_address.span(), Spanned::span);
-            if clashes(api.port()) {
+            if l.port() == api.port() && overlaps(api.ip()) {
                 self.problem(
                     span.clone(),
                     format!("[ha] listen {l} takes the API's port (listen = \"{api}\")"),
                 );
-            } else if standby.is_some_and(|s| clashes(s.port)) {
+            } else if standby.is_some_and(|s| {
+                s.port == l.port() && overlaps(std::net::Ipv4Addr::LOCALHOST.into())
+            }) {
                 self.problem(span, format!("[ha] listen {l} takes standby_port"));
             }
         }
@@ -199,6 +198,7 @@ impl Checker<'_> {
         let fence_timeout = dur(ha.fence_timeout.as_ref(), DEFAULT_FENCE_TIMEOUT);
         let start_timeout = dur(ha.start_timeout.as_ref(), DEFAULT_START_TIMEOUT);
         let span_of = |v: &Option<Spanned<Dur>>| v.as_ref().map_or(ha.peer.span(), Spanned::span);
+        let fence_retry = dur(ha.fence_retry.as_ref(), DEFAULT_FENCE_RETRY);
         if heartbeat.is_zero() {
             self.problem(
                 span_of(&ha.heartbeat),
@@ -206,7 +206,10 @@ impl Checker<'_> {
             );
         } else if peer_timeout < 2 * heartbeat {
             self.problem(
-                span_of(&ha.peer_timeout),
+                ha.peer_timeout
+                    .as_ref()
+                    .or(ha.heartbeat.as_ref())
+                    .map_or(ha.peer.span(), Spanned::span),
                 format!(
                     "[ha] peer_timeout ({}) must be at least twice heartbeat ({})",
                     humantime::format_duration(peer_timeout),
@@ -216,6 +219,7 @@ impl Checker<'_> {
         }
         for (key, d, v) in [
             ("fence_timeout", fence_timeout, &ha.fence_timeout),
+            ("fence_retry", fence_retry, &ha.fence_retry),
             ("start_timeout", start_timeout, &ha.start_timeout),
         ] {
             if d.is_zero() {
@@ -231,7 +235,7 @@ impl Checker<'_> {
             fence_command,
             fence_delay: dur(ha.fence_delay.as_ref(), Duration::ZERO),
             fence_timeout,
-            fence_retry: dur(ha.fence_retry.as_ref(), DEFAULT_FENCE_RETRY),
+            fence_retry,
             heartbeat,
             peer_timeout,
             start_timeout,
@@ -312,6 +316,14 @@ mod tests {
             (
                 &format!("{MIN}listen = \"127.0.0.1:5556\"\n"),
                 "takes the API's port",
+            ),
+            (
+                &format!("{MIN}fence_retry = 0\n"),
+                "[ha] fence_retry must be more than 0",
+            ),
+            (
+                &format!("{MIN}heartbeat = \"2s\"\n"),
+                "14:13: [ha] peer_timeout (3s) must be at least twice heartbeat (2s)",
             ),
             (&format!("{MIN}fence = true\n"), "unknown field `fence`"),
             (

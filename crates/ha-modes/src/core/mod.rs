@@ -176,7 +176,7 @@ impl FenceState {
 }
 
 /// The HA manager of one node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ha {
     me: String,
     peer_name: String,
@@ -573,7 +573,7 @@ impl Ha {
             return;
         }
         // rule 5
-        if !self.may_promote() || self.promoting.is_some() || self.denied {
+        if !self.may_promote() || self.promoting.is_some() {
             return;
         }
         match peer {
@@ -586,6 +586,9 @@ impl Ha {
                 }
                 if p.status == Status::Primary || p.promoting || self.granted.is_some() {
                     return; // the peer runs the servers or is about to: secondary
+                }
+                if self.denied {
+                    return; // the next claim waits for the peer's next report
                 }
                 let peer_can = p.started && p.mode != Mode::Locked && !p.ha_idle_failed_startup;
                 if peer_can && self.peer_name < self.me {

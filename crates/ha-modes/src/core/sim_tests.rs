@@ -128,6 +128,34 @@ impl Sim {
         self.promotes.retain(|&(from, _)| from != i);
     }
 
+    /// Whether node `i` is up and may run the servers (started, not locked, not blocked).
+    fn may_run(&self, i: usize) -> bool {
+        self.nodes[i].ha.as_ref().is_some_and(|h| {
+            let r = h.record();
+            r.started && r.mode != Mode::Locked && !r.ha_idle_failed_startup
+        })
+    }
+
+    /// A copy of the whole simulation (cores are rebuilt from their state by replaying nothing:
+    /// `Ha` is cloned).
+    fn fork(&self) -> Self {
+        let node = |n: &Node| Node {
+            name: n.name,
+            ha: n.ha.clone(),
+            disk: n.disk,
+            running: n.running,
+            incarnation: n.incarnation,
+            start_fails: n.start_fails,
+            fence_fails: n.fence_fails,
+        };
+        Self {
+            t: self.t,
+            nodes: [node(&self.nodes[0]), node(&self.nodes[1])],
+            link: self.link,
+            promotes: self.promotes.clone(),
+        }
+    }
+
     fn alive(&self, i: usize) -> bool {
         self.nodes[i].ha.is_some()
     }
@@ -287,6 +315,39 @@ proptest! {
         for (k, s) in steps.iter().enumerate() {
             sim.run(s);
             sim.check(&steps[..=k]);
+        }
+        // a copy of this state where node2 dies now: node1, if it may run the servers, fences
+        // node2 and runs them, whatever was in flight
+        let mut alone = sim.fork();
+        alone.run(&Step::Crash(1));
+        for _ in 0..40 {
+            alone.run(&Step::Tick(500));
+            alone.check(&steps);
+        }
+        if alone.may_run(0) {
+            prop_assert!(
+                alone.nodes[0].running,
+                "node1 alone does not run the servers although it may: {:?}",
+                alone.nodes[0].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state()))
+            );
+        }
+        // then quiet: both nodes up, the link healed. A node that may run the servers (started,
+        // not locked, not blocked by a failed start) means one node ends up running them.
+        sim.run(&Step::Heal);
+        sim.run(&Step::Boot(0));
+        sim.run(&Step::Boot(1));
+        for _ in 0..40 {
+            sim.run(&Step::Tick(500));
+            sim.check(&steps);
+        }
+        let may_run = sim.may_run(0) || sim.may_run(1);
+        if sim.alive(0) && sim.alive(1) && may_run {
+            prop_assert!(
+                sim.nodes.iter().any(|n| n.running),
+                "nobody runs the servers although a node may: {:?} / {:?}",
+                sim.nodes[0].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state())),
+                sim.nodes[1].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state()))
+            );
         }
     }
 }

@@ -187,6 +187,21 @@ fn with_a_communicating_peer_a_node_becomes_primary_only_with_its_consent() {
 }
 
 #[test]
+fn a_claim_that_failed_because_the_peer_died_does_not_block_the_fence() {
+    let t = t0();
+    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    ha.on_peer_state(t, peer(Mode::Default, Status::Stopped));
+    assert_eq!(drain(&mut ha), [Action::AskPromote { claim: 1 }]);
+    // the peer dies: no answer, the claim counts as denied; the peer never reports again
+    ha.on_promote_answer(t + ms(100), 1, false);
+    assert!(drain(&mut ha).is_empty());
+    ha.on_timeout(t + ms(3000));
+    assert_eq!(drain(&mut ha), [Action::Fence], "a silent peer is fenced");
+    ha.on_fence_result(t + ms(3100), Ok(()));
+    assert!(is_start(&drain(&mut ha)[0]));
+}
+
+#[test]
 fn two_started_secondaries_leave_the_promotion_to_the_lesser_name() {
     let t = t0();
     let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);

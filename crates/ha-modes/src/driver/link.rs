@@ -86,6 +86,8 @@ pub(crate) async fn client(
         peer: cfg.peer.clone(),
     };
     let mut logged_down = false;
+    // a request that arrived while the link was down: it gets the next connection attempt
+    let mut pending: Option<Outgoing> = None;
     loop {
         let linked = session::connect::<Identity, _>(
             cfg.peer_addr,
@@ -106,28 +108,42 @@ pub(crate) async fn client(
                     "{} answers as node {:?} (peer of {:?}), not as {:?}",
                     cfg.peer_addr, them.node, them.peer, cfg.peer
                 );
-                let _ = events.send(Event::Rejected(why));
-                if !fail_wait(&cfg, &mut outbox).await {
-                    return;
+                let _ = events.send(Event::Rejected(why.clone()));
+                let why_down = why;
+                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
+                    Wait::Closed => return,
+                    Wait::Retry => {}
+                    Wait::Request(o) => pending = Some(o),
                 }
                 continue;
             }
             Ok(Connected::Refused(why)) => {
-                let _ = events.send(Event::Rejected(format!("the peer refused us: {why}")));
-                if !fail_wait(&cfg, &mut outbox).await {
-                    return;
+                let why_down = format!("the peer refused us: {why}");
+                let _ = events.send(Event::Rejected(why_down.clone()));
+                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
+                    Wait::Closed => return,
+                    Wait::Retry => {}
+                    Wait::Request(o) => pending = Some(o),
                 }
                 continue;
             }
             Err(e) => {
-                if matches!(e, session::HandshakeError::BadTag) {
+                if matches!(
+                    e,
+                    session::HandshakeError::BadTag
+                        | session::HandshakeError::Malformed(_)
+                        | session::HandshakeError::Version { .. }
+                ) {
                     let _ = events.send(Event::Rejected(format!("{}: {e}", cfg.peer_addr)));
                 } else if !logged_down {
                     tracing::info!(peer = %cfg.peer, addr = %cfg.peer_addr, error = %e, "HA link to the peer down; retrying");
                     logged_down = true;
                 }
-                if !fail_wait(&cfg, &mut outbox).await {
-                    return;
+                let why_down = e.to_string();
+                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
+                    Wait::Closed => return,
+                    Wait::Retry => {}
+                    Wait::Request(o) => pending = Some(o),
                 }
                 continue;
             }
@@ -135,11 +151,14 @@ pub(crate) async fn client(
         let mut tick = tokio::time::interval(cfg.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (request, timeout, reply) = tokio::select! {
-                _ = tick.tick() => (Request::Exchange(mine.borrow().clone()), cfg.peer_timeout, None),
-                out = outbox.recv() => match out {
-                    Some(o) => (o.request, o.timeout, Some(o.reply)),
-                    None => return,
+            let (request, timeout, reply) = match pending.take() {
+                Some(o) => (o.request, o.timeout, Some(o.reply)),
+                None => tokio::select! {
+                    _ = tick.tick() => (Request::Exchange(mine.borrow().clone()), cfg.peer_timeout, None),
+                    out = outbox.recv() => match out {
+                        Some(o) => (o.request, o.timeout, Some(o.reply)),
+                        None => return,
+                    },
                 },
             };
             let exchange = async {
@@ -171,21 +190,33 @@ pub(crate) async fn client(
     }
 }
 
-/// After a failed connection: wait a heartbeat, failing queued requests meanwhile. `false` when
-/// the outbox closed.
-async fn fail_wait(cfg: &LinkConfig, outbox: &mut mpsc::Receiver<Outgoing>) -> bool {
-    let until = tokio::time::sleep(cfg.heartbeat);
-    tokio::pin!(until);
-    loop {
-        tokio::select! {
-            () = &mut until => return true,
-            out = outbox.recv() => match out {
-                Some(o) => {
-                    let _ = o.reply.send(Err(format!("the peer {} does not communicate", cfg.peer)));
-                }
-                None => return false,
-            },
-        }
+/// What ended a wait after a failed connection.
+enum Wait {
+    /// A heartbeat passed: try again.
+    Retry,
+    /// A request came: try again now, for it.
+    Request(Outgoing),
+    /// The outbox closed: the driver is gone.
+    Closed,
+}
+
+/// After a failed connection: answers the request that was waiting for it (`failed`) with the
+/// reason, then waits a heartbeat, or less if a new request comes.
+async fn fail_wait(
+    cfg: &LinkConfig,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    failed: Option<Outgoing>,
+    why: &str,
+) -> Wait {
+    if let Some(o) = failed {
+        let _ = o.reply.send(Err(format!(
+            "the peer {} does not communicate: {why}",
+            cfg.peer
+        )));
+    }
+    tokio::select! {
+        () = tokio::time::sleep(cfg.heartbeat) => Wait::Retry,
+        out = outbox.recv() => out.map_or(Wait::Closed, Wait::Request),
     }
 }
 
@@ -232,9 +263,16 @@ async fn serve(
     events: &mpsc::UnboundedSender<Event>,
     report: &watch::Receiver<HaReport>,
 ) -> Result<(), String> {
-    let pending = session::accept::<Identity>(stream, PROTOCOL, &cfg.key, cfg.peer_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pending =
+        match session::accept::<Identity>(stream, PROTOCOL, &cfg.key, cfg.peer_timeout).await {
+            Ok(p) => p,
+            // a peer that went away mid-handshake is not a bad frame
+            Err(e @ (session::HandshakeError::Io(_) | session::HandshakeError::Timeout(_))) => {
+                tracing::debug!(error = %e, "HA link: handshake not finished");
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
     if pending.peer.node != cfg.peer || pending.peer.peer != cfg.me {
         let why = format!(
             "node {:?} (peer of {:?}) is not this node's peer {:?}",

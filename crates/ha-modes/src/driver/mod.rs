@@ -382,19 +382,33 @@ impl HaHandle {
     /// then the peer (secondary).
     async fn pair_start(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
         let r = self.report();
+        // refuse before touching anything: stopping a healthy primary to then find that this
+        // node cannot start would leave the pair with no primary
+        if r.local.ha_idle_failed_startup == Some(true) {
+            return Err(HaError::Refused(
+                "ha_idle_failed_startup is set: a start of the HA-managed servers failed; fix the cause, then run `nm-cli ha clear`".into(),
+            ));
+        }
+        // the peer stops HA first (its servers too, if it is primary): once in default mode, a
+        // started peer (a locked one shows `stopped` but may be started) would claim the servers
+        // itself before this node starts
         if r.communicating {
-            if r.peer.status == Some(Status::Primary) {
-                self.remote(Op::Stop, steps).await?;
-            }
-            if r.peer.mode != Mode::Default {
-                self.remote(Op::Mode(Mode::Default), steps).await?;
-            }
+            self.remote(Op::Stop, steps).await?;
+        }
+        // both to default: a node in single or config mode leaves it first (its peer must stay
+        // locked or certified until then), then the other
+        let local_first = matches!(r.local.mode, Mode::Single | Mode::Config);
+        if !local_first && r.communicating && r.peer.mode != Mode::Default {
+            self.remote(Op::Mode(Mode::Default), steps).await?;
         }
         if r.local.mode == Mode::Config && r.local.status == Some(Status::Primary) {
             self.local(Op::Stop, steps).await?;
         }
         if r.local.mode != Mode::Default {
             self.local(Op::Mode(Mode::Default), steps).await?;
+        }
+        if local_first && r.communicating && r.peer.mode != Mode::Default {
+            self.remote(Op::Mode(Mode::Default), steps).await?;
         }
         self.local(Op::Start, steps).await?;
         if !r.communicating && r.peer.mode != Mode::Peerdown {
@@ -711,8 +725,9 @@ async fn fence(cfg: &HaConfig) -> Result<(), String> {
     run(&cfg.fence_command, cfg, cfg.fence_timeout).await
 }
 
-/// Runs `argv` with `NM_HA_NODE`, `NM_HA_PEER` and `NM_HA_PEER_ADDR` in its environment; `Ok`
-/// when it exits 0 within `timeout` (it is killed otherwise).
+/// Runs `argv` with `NM_HA_NODE`, `NM_HA_PEER` and `NM_HA_PEER_ADDR` in its environment, in a
+/// process group of its own; `Ok` when it exits 0 within `timeout`. Past the timeout the whole
+/// group is SIGKILLed (a fence script's children included).
 async fn run(argv: &[String], cfg: &HaConfig, timeout: Duration) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let child = tokio::process::Command::new(program)
@@ -721,10 +736,23 @@ async fn run(argv: &[String], cfg: &HaConfig, timeout: Duration) -> Result<(), S
         .env("NM_HA_PEER", &cfg.peer)
         .env("NM_HA_PEER_ADDR", cfg.peer_addr.to_string())
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(timeout, child).await {
-        Err(_) => Err(format!("{program}: no exit within {timeout:?} (killed)")),
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            if let Some(g) = group {
+                let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+            }
+            Err(format!("{program}: no exit within {timeout:?} (killed)"))
+        }
         Ok(Err(e)) => Err(format!("{program}: {e}")),
         Ok(Ok(out)) => {
             let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();

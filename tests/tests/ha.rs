@@ -344,13 +344,27 @@ async fn force_smith_writes_and_fsyncs_the_smithlog_line_before_the_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_start_sets_ha_idle_failed_startup_and_clear_lifts_it() {
-    let mut p = Pair::configure("[\"/nonexistent/hadb\"]", "1s");
+    // hadb cannot start on node1; it can on node2, which runs it
+    let mut p = Pair::configure("[\"sleep\", \"1000\"]", "1s");
+    let text = std::fs::read_to_string(&p.n1.config).unwrap();
+    let text = text.replacen("[\"sleep\", \"1000\"]", "[\"/nonexistent/hadb\"]", 1);
+    std::fs::write(&p.n1.config, text).unwrap();
     p.n1.start_daemon().await;
     p.n2.start_daemon().await;
     p.wait_linked().await;
+    ok(p.n2.cli(&["ha", "start"]));
+    p.n2.running_pid("hadb").await;
+    // ha start on node1 stops node2, fails to start here, and hands the servers back to node2
     let (code, out, err) = p.n1.cli(&["ha", "start"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("ha_idle_failed_startup is set"), "{err}");
+    assert!(err.contains("node2: HA started"), "{err}");
+    wait_ha(&p.n2, "primary again", |r| {
+        r.report.local.status == Some(HaStatus::Primary)
+    })
+    .await;
+    p.n2.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node2"]);
     let out = ok(p.n1.cli(&["ha", "status"]));
     assert_eq!(
         row(&out, "node1"),

@@ -422,14 +422,9 @@ impl HaHandle {
             (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
                 || r.local.ha_idle_failed_startup == Some(true)
         });
-        match tokio::time::timeout(self.start_wait, done).await {
-            Ok(Ok(r)) if r.local.ha_idle_failed_startup == Some(true) => {
-                return Err(HaError::Failed(format!(
-                    "{}: the start of the HA-managed servers failed: ha_idle_failed_startup is set (see `nm-cli nm log`; then `nm-cli ha clear`)",
-                    self.node
-                )));
-            }
-            Ok(Ok(_)) => steps.push(format!("{}: primary", self.node)),
+        // the watch guard is dropped here, before anything else is awaited
+        let failed = match tokio::time::timeout(self.start_wait, done).await {
+            Ok(Ok(now)) => now.local.ha_idle_failed_startup == Some(true),
             Ok(Err(_)) => return Err(HaError::Gone),
             Err(_) => {
                 return Err(HaError::Failed(format!(
@@ -439,7 +434,19 @@ impl HaHandle {
                     self.report().fence
                 )));
             }
+        };
+        if failed {
+            // hand the servers back: the peer's HA starts again and, this node being blocked,
+            // it becomes primary
+            if r.communicating && self.remote(Op::Start, steps).await.is_err() {
+                tracing::error!(peer = %self.peer, "cannot restart HA on the peer after the failed start");
+            }
+            return Err(HaError::Failed(format!(
+                "{}: the start of the HA-managed servers failed: ha_idle_failed_startup is set (see `nm-cli nm log`; then `nm-cli ha clear`)",
+                self.node
+            )));
         }
+        steps.push(format!("{}: primary", self.node));
         if r.communicating {
             self.remote(Op::Start, steps).await?;
         }

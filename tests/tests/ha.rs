@@ -447,3 +447,31 @@ async fn ha_start_returns_a_pair_in_config_and_locked_mode_to_default() {
     p.n1.running_pid("hadb").await;
     assert_eq!(p.hadb(), ["node1"], "{}", p.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_from_an_ha_reset_leaves_the_servers_to_its_peer() {
+    // the reset node restarts well within the peer timeout: no fence, but no way back either
+    let mut p = Pair::start_with("5s").await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    // node2 has run for a while (a second here, days in production)
+    p.n2.wait_status("node2 up for a second", |s| s.uptime_secs >= 1)
+        .await;
+    let _ = p.n1.cli(&["ha", "force", "smith"]);
+    assert_eq!(p.n1.wait_daemon_exit().await.code(), Some(86));
+    p.n1.start_daemon().await;
+    let r = wait_ha(&p.n2, "primary", |r| {
+        r.report.local.status == Some(HaStatus::Primary) && !r.report.starting
+    })
+    .await;
+    assert!(r.report.communicating);
+    let r = wait_ha(&p.n1, "secondary", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Running));
+    p.n2.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+    assert!(
+        !p.events().iter().any(|e| e.starts_with("fence")),
+        "{:?}",
+        p.events()
+    );
+}

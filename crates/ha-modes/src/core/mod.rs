@@ -89,6 +89,11 @@ pub struct PeerState {
     pub promoting: bool,
     /// The last promotion claim it finished (granted or not).
     pub claims_done: u64,
+    /// How long its HA manager has run (a duration, never an instant: clocks of two machines
+    /// are not compared). Between two nodes that could both become primary, the one up longer
+    /// claims first, so a node that just came back from an HA reset or a crash does not take the
+    /// servers straight back.
+    pub up_ms: u64,
 }
 
 /// Timing of the pair (`[ha]` keys in `nm.toml`).
@@ -463,6 +468,25 @@ impl Ha {
             ha_idle_failed_startup: self.record.ha_idle_failed_startup,
             promoting: self.promoting.is_some(),
             claims_done: self.claims_done,
+            up_ms: u64::try_from(self.now.saturating_duration_since(self.since).as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Between two nodes that could both claim: the one up longer by more than two heartbeats
+    /// (a reported uptime is up to a heartbeat old), else the lesser name. This only decides who
+    /// *tries* first: should both claim, the claims are settled by name alone
+    /// ([`Ha::on_promote_request`]).
+    fn peer_goes_first(&self, now: Instant, p: &PeerState) -> bool {
+        let mine = now.saturating_duration_since(self.since);
+        let theirs = Duration::from_millis(p.up_ms);
+        let margin = 2 * self.timing.heartbeat;
+        if theirs > mine + margin {
+            true
+        } else if mine > theirs + margin {
+            false
+        } else {
+            self.peer_name < self.me
         }
     }
 
@@ -591,8 +615,8 @@ impl Ha {
                     return; // the next claim waits for the peer's next report
                 }
                 let peer_can = p.started && p.mode != Mode::Locked && !p.ha_idle_failed_startup;
-                if peer_can && self.peer_name < self.me {
-                    return; // both could: the lesser name becomes primary
+                if peer_can && self.peer_goes_first(now, &p) {
+                    return; // both could: the peer claims first
                 }
                 self.next_claim += 1;
                 self.promoting = Some((self.next_claim, now));

@@ -36,6 +36,7 @@ fn peer(mode: Mode, status: Status) -> PeerState {
         ha_idle_failed_startup: false,
         promoting: false,
         claims_done: 0,
+        up_ms: 0,
     }
 }
 
@@ -212,6 +213,25 @@ fn two_started_secondaries_leave_the_promotion_to_the_lesser_name() {
     let mut n1 = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
     n1.on_peer_state(t, peer(Mode::Default, Status::Running));
     assert_eq!(drain(&mut n1), [Action::AskPromote { claim: 1 }]);
+}
+
+#[test]
+fn a_node_just_back_from_a_reset_lets_the_longer_running_peer_claim_first() {
+    let t = t0();
+    // node1 (the lesser name) restarted a moment ago; node2 has run for a minute
+    let mut n1 = Ha::new(t, "node1", "node2", 3, started(), false, TIMING);
+    let mut p = peer(Mode::Default, Status::Running);
+    p.up_ms = 60_000;
+    n1.on_peer_state(t + ms(500), p);
+    assert!(drain(&mut n1).is_empty(), "node1 waits for node2");
+    // and node2, seeing node1 young, claims
+    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    n2.since = t - ms(60_000);
+    let mut p1 = peer(Mode::Default, Status::Running);
+    p1.node = "node1".into();
+    p1.up_ms = 500;
+    n2.on_peer_state(t + ms(500), p1);
+    assert_eq!(drain(&mut n2), [Action::AskPromote { claim: 1 }]);
 }
 
 #[test]

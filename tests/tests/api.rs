@@ -233,5 +233,13 @@ async fn a_bad_query_is_a_json_400_and_changes_nothing() {
         assert!(resp.starts_with("HTTP/1.1 400"), "{path}: {resp}");
         assert!(resp.contains("{\"error\":\"bad query"), "{path}: {resp}");
     }
+    // a wrong method gets the JSON error body too
+    let req = format!(
+        "GET /v1/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        node.token()
+    );
+    let resp = raw_http(&node.listen, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
+    assert!(resp.contains("method not allowed on this route"), "{resp}");
     assert_eq!(node.server("a").await.pid, before.pid, "nothing changed");
 }

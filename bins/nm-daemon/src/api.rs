@@ -69,6 +69,12 @@ pub(crate) fn router(state: AppState, authenticated: bool) -> Router {
                 StatusCode::NOT_FOUND,
                 "no such route (see docs/api.md)".into(),
             )
+        })
+        .method_not_allowed_fallback(|| async {
+            err(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route (see docs/api.md)".into(),
+            )
         });
     let api = if authenticated {
         api.layer(axum::middleware::from_fn_with_state(

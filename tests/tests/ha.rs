@@ -475,3 +475,110 @@ async fn a_node_back_from_an_ha_reset_leaves_the_servers_to_its_peer() {
         p.events()
     );
 }
+
+/// An nftables table dropping TCP to and from some ports (both directions of the HA link),
+/// removed on drop. Loopback traffic passes the output hook, so this cuts two daemons on one
+/// machine as a partition would: silently, no RST.
+struct Partition(String);
+
+impl Partition {
+    fn cut(ports: &[u16]) -> Self {
+        let table = format!("nm_ha_test_{}", std::process::id());
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let script = format!(
+            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  \
+             tcp dport {{ {set} }} drop\n  tcp sport {{ {set} }} drop\n }}\n}}\n"
+        );
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft (apt-get install nftables; CI installs it)");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft -f failed:\n{script}");
+        Self(table)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+/// The `[ha] listen` port of a node, from its config.
+fn ha_port(n: &nm_tests::Node) -> u16 {
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    let ha = &text[text.find("[ha]").unwrap()..];
+    let line = ha.lines().find(|l| l.starts_with("listen")).unwrap();
+    line.rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('"')
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once() {
+    let mut p = Pair::start().await;
+    // the fence "powers off" the peer: every process of its node dies
+    let tags = format!("node1 {}\nnode2 {}\n", p.n1.tag, p.n2.tag);
+    std::fs::write(p.shared.path().join("tags"), tags).unwrap();
+    let fence = p.shared.path().join("fence.sh");
+    let events = nm_tests::ha::events_path(&p.shared);
+    std::fs::write(
+        &fence,
+        format!(
+            "#!/bin/sh\necho \"fence $NM_HA_PEER by $NM_HA_NODE\" >> {events}\n\
+             tag=$(awk -v n=\"$NM_HA_PEER\" '$1 == n {{ print $2 }}' {tags})\n\
+             for e in /proc/[0-9]*/environ; do\n\
+               if tr '\\0' '\\n' < \"$e\" 2>/dev/null | grep -qx \"NM_TEST_NODE=$tag\"; then\n\
+                 p=${{e#/proc/}}; kill -9 \"${{p%/environ}}\" 2>/dev/null\n\
+               fi\n\
+             done\nexit 0\n",
+            events = events.display(),
+            tags = p.shared.path().join("tags").display(),
+        ),
+    )
+    .unwrap();
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    let daemon1 = p.n1.daemon_pid().unwrap();
+
+    let cut = Partition::cut(&[ha_port(&p.n1), ha_port(&p.n2)]);
+    let r = wait_ha(&p.n2, "primary after the partition", |r| {
+        r.report.local.status == Some(HaStatus::Primary) && !r.report.starting
+    })
+    .await;
+    assert_eq!(r.report.fence, "fenced");
+    // node1 was powered off by the fence before node2 started the servers
+    assert!(
+        !nm_tests::alive(daemon1 as i32),
+        "node1's daemon survived its fence"
+    );
+    let events = p.events();
+    let fence = events.iter().position(|e| e == "fence node1 by node2");
+    let start = events.iter().rposition(|e| e == "start node2");
+    assert!(fence.is_some() && fence < start, "{events:?}");
+    assert!(
+        !events.iter().any(|e| e == "fence node2 by node1"),
+        "the primary fences nothing"
+    );
+    p.n2.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+    drop(cut);
+    p.n1.forget_daemon();
+}

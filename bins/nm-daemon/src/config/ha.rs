@@ -186,7 +186,15 @@ impl Checker<'_> {
             } else if a.iter().any(|s| s.contains('\0')) {
                 checker.problem(v.span(), format!("[ha] {key} contains a NUL character"));
             }
-            a.clone()
+            let mut a = a.clone();
+            // a relative path (not a bare name looked up in PATH) is the config file's neighbour
+            if let Some(program) = a.first_mut()
+                && program.contains('/')
+                && !program.starts_with('/')
+            {
+                *program = checker.dir.join(&*program).to_string_lossy().into_owned();
+            }
+            a
         };
         let fence_command = argv(self, "fence_command", &ha.fence_command);
         let reset_command = ha
@@ -270,6 +278,22 @@ mod tests {
         assert_eq!(ha.listen, "0.0.0.0:5560".parse().unwrap());
         assert_eq!(ha.servers, ["db"]);
         assert_eq!(ha.fence_command, ["/sbin/fence", "node2"]);
+        let cfg2 = with_ha(
+            "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\nfence_command = [\"bin/fence\"]\n\
+             reset_command = [\"reboot\"]\n",
+        )
+        .unwrap();
+        let ha2 = cfg2.ha.unwrap();
+        assert_eq!(
+            ha2.fence_command,
+            ["/etc/nm/bin/fence"],
+            "relative to the file"
+        );
+        assert_eq!(
+            ha2.reset_command,
+            Some(vec!["reboot".to_owned()]),
+            "looked up in PATH"
+        );
         assert_eq!(
             (ha.heartbeat, ha.peer_timeout, ha.fence_delay),
             (DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Duration::ZERO)

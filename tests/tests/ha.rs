@@ -582,3 +582,51 @@ async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once()
     drop(cut);
     p.n1.forget_daemon();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
+    let mut p = Pair::start_with("3s").await;
+    // node1 gets a standby node manager (seed 000) beside its HA manager
+    p.n1.kill9_daemon();
+    let text = std::fs::read_to_string(&p.n1.config).unwrap();
+    let text = text.replacen(
+        "cluster_key_file",
+        &format!("standby_port = {}\ncluster_key_file", nm_tests::free_port()),
+        1,
+    );
+    std::fs::write(&p.n1.config, text).unwrap();
+    p.n1.start_daemon().await;
+    p.n1.wait_status("the standby attached", |s| {
+        s.standby.as_ref().is_some_and(|sb| sb.state == "attached")
+    })
+    .await;
+    p.wait_linked().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    let hadb = p.n1.running_pid("hadb").await;
+    let active = p.n1.daemon_pid().unwrap() as i32;
+    // the active node manager dies; its standby becomes the active and adopts everything
+    p.n1.kill9_daemon();
+    let st =
+        p.n1.wait_status("the standby took over", |s| s.pid != active)
+            .await;
+    assert_eq!(st.takeovers, 1);
+    let r = wait_ha(&p.n1, "linked again", |r| r.report.communicating).await;
+    assert_eq!(
+        r.report.local.status,
+        Some(HaStatus::Primary),
+        "adopted: still primary"
+    );
+    assert_eq!(
+        p.n1.running_pid("hadb").await,
+        hadb,
+        "adopted, not restarted"
+    );
+    let r = wait_ha(&p.n2, "linked again", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Running));
+    assert!(
+        !p.events().iter().any(|e| e.starts_with("fence")),
+        "{:?}",
+        p.events()
+    );
+    assert_eq!(p.hadb(), ["node1"], "{}", p.logs());
+}

@@ -630,3 +630,45 @@ async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
     );
     assert_eq!(p.hadb(), ["node1"], "{}", p.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ha_server_nm_cannot_identify_after_a_restart_keeps_the_node_primary() {
+    // the server sets its process title (perl $0, as nginx and many daemons do), which overwrites
+    // /proc/PID/environ: after a daemon restart its start token cannot be confirmed (UNKNOWN)
+    let ev = "EVENTS";
+    let mut p = Pair::configure(
+        &format!(
+            "[\"perl\", \"-e\", \"open(F, q(>>{ev})); print F qq(start $ENV{{NODE}}\\\\n); close F; \
+             $0 = q(hadb: serving); sleep 1000\"]"
+        ),
+        "5s",
+    );
+    let real = nm_tests::ha::events_path(&p.shared).display().to_string();
+    for n in [&p.n1, &p.n2] {
+        let text = std::fs::read_to_string(&n.config)
+            .unwrap()
+            .replace(ev, &real);
+        std::fs::write(&n.config, text).unwrap();
+    }
+    p.n1.start_daemon().await;
+    p.n2.start_daemon().await;
+    p.wait_linked().await;
+    ok(p.n1.cli(&["ha", "start"]));
+    p.n1.running_pid("hadb").await;
+    p.n1.kill9_daemon();
+    p.n1.start_daemon().await;
+    p.n1.wait_server("hadb", "UNKNOWN", |s| s.state == St::Unknown)
+        .await;
+    // it may run: the node is primary, so its peer never starts a second copy
+    let r = wait_ha(&p.n1, "linked again", |r| r.report.communicating).await;
+    assert_eq!(
+        r.report.local.status,
+        Some(HaStatus::Primary),
+        "{}",
+        p.logs()
+    );
+    let r = wait_ha(&p.n2, "linked again", |r| r.report.communicating).await;
+    assert_eq!(r.report.local.status, Some(HaStatus::Running));
+    assert_eq!(r.report.peer.status, Some(HaStatus::Primary));
+    assert_eq!(p.events(), ["start node1"], "{}", p.logs());
+}

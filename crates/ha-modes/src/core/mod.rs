@@ -89,6 +89,9 @@ pub struct PeerState {
     pub promoting: bool,
     /// The last promotion claim it finished (granted or not).
     pub claims_done: u64,
+    /// Numbers the reports of one incarnation (stamped by the driver as it publishes them): an
+    /// older report that arrives after a newer one is dropped.
+    pub seq: u64,
     /// How long its HA manager has run (a duration, never an instant: clocks of two machines
     /// are not compared). Between two nodes that could both become primary, the one up longer
     /// claims first, so a node that just came back from an HA reset or a crash does not take the
@@ -250,6 +253,13 @@ impl Ha {
 
     /// The peer's state arrived (an exchange in either direction).
     pub fn on_peer_state(&mut self, now: Instant, state: PeerState) {
+        // the two directions of the link are two TCP streams: a report can overtake a newer one
+        if let Some(last) = &self.peer
+            && last.incarnation == state.incarnation
+            && state.seq < last.seq
+        {
+            return;
+        }
         if let Some((incarnation, claim)) = self.granted
             && (state.incarnation != incarnation || state.claims_done >= claim)
         {
@@ -324,7 +334,10 @@ impl Ha {
     /// `ha_idle_failed_startup` and stops what did start.
     pub fn on_servers_started(&mut self, now: Instant, result: Result<(), String>) {
         self.starting = false;
-        if let Err(why) = result {
+        // a stop asked for while starting makes the start "fail": that is not a failed start
+        if let Err(why) = result
+            && !self.stopping
+        {
             self.record.ha_idle_failed_startup = true;
             self.actions.push_back(Action::Persist(self.record));
             self.stop_servers(format!("a start of the HA-managed servers failed: {why}"));
@@ -332,11 +345,28 @@ impl Ha {
         self.evaluate(now);
     }
 
-    /// The HA-managed servers are all stopped: the node is no longer primary.
-    pub fn on_servers_stopped(&mut self, now: Instant) {
+    /// The stop of the HA-managed servers finished: `Ok` when none runs any more (the node is no
+    /// longer primary), `Err` when some survived SIGKILL (e.g. stuck in uninterruptible I/O):
+    /// the node stays primary and HA-resets itself, since its peer must not start a second copy.
+    pub fn on_servers_stopped(&mut self, now: Instant, result: Result<(), String>) {
         if self.stopping {
             self.stopping = false;
-            self.holding = false;
+            match result {
+                Ok(()) => self.holding = false,
+                Err(why) => {
+                    self.ha_reset(format!("the HA-managed servers survive their stop: {why}"));
+                }
+            }
+        }
+        self.evaluate(now);
+    }
+
+    /// The supervisor shows an HA-managed server running, or one nm cannot tell about
+    /// (`UNKNOWN`), here: the node is primary whatever it decided, so its peer never starts a
+    /// second copy. (Only a stop makes a node not primary.)
+    pub fn on_servers_observed(&mut self, now: Instant, up: bool) {
+        if up && !self.holding && self.reset.is_none() {
+            self.holding = true;
         }
         self.evaluate(now);
     }
@@ -371,6 +401,12 @@ impl Ha {
     #[must_use]
     pub fn record(&self) -> Record {
         self.record
+    }
+
+    /// Whether this node is primary (runs, starts or still stops the HA-managed servers).
+    #[must_use]
+    pub fn is_primary(&self) -> bool {
+        self.holding
     }
 
     /// This node's status.
@@ -468,6 +504,7 @@ impl Ha {
             ha_idle_failed_startup: self.record.ha_idle_failed_startup,
             promoting: self.promoting.is_some(),
             claims_done: self.claims_done,
+            seq: 0,
             up_ms: u64::try_from(self.now.saturating_duration_since(self.since).as_millis())
                 .unwrap_or(u64::MAX),
         }

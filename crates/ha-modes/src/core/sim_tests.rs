@@ -249,7 +249,7 @@ impl Sim {
                     }
                     Action::StopServers { .. } => {
                         n.running = false;
-                        n.ha.as_mut().unwrap().on_servers_stopped(t);
+                        n.ha.as_mut().unwrap().on_servers_stopped(t, Ok(()));
                     }
                     Action::Fence => {
                         let r = if std::mem::take(&mut n.fence_fails) {

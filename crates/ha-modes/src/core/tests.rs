@@ -36,6 +36,7 @@ fn peer(mode: Mode, status: Status) -> PeerState {
         ha_idle_failed_startup: false,
         promoting: false,
         claims_done: 0,
+        seq: 0,
         up_ms: 0,
     }
 }
@@ -304,6 +305,75 @@ fn two_primaries_that_communicate_reset_the_greater_name_only() {
     assert!(drain(&mut n1).is_empty());
 }
 
+#[test]
+fn a_report_overtaken_by_a_newer_one_is_dropped() {
+    let t = t0();
+    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    let mut old = peer(Mode::Default, Status::Primary);
+    old.node = "node1".into();
+    old.seq = 5;
+    let mut new = peer(Mode::Locked, Status::Stopped);
+    new.node = "node1".into();
+    new.seq = 6;
+    new.started = false;
+    n2.on_peer_state(t, new);
+    assert_eq!(drain(&mut n2), [Action::AskPromote { claim: 1 }]);
+    n2.on_promote_answer(t + ms(10), 1, true);
+    assert!(is_start(&drain(&mut n2)[0]));
+    // node1's heartbeat from before it stopped arrives late on the other stream: ignored, so no
+    // "two primaries" and no reset of the new primary
+    n2.on_peer_state(t + ms(200), old);
+    assert!(drain(&mut n2).is_empty());
+    assert_eq!(n2.status(), Status::Primary);
+    assert_eq!(n2.peer(t + ms(200)).unwrap().mode, Mode::Locked);
+}
+
+#[test]
+fn servers_seen_running_here_make_the_node_primary_and_refuse_the_peers_claim() {
+    let t = t0();
+    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    ha.on_servers_observed(t, true);
+    assert_eq!(ha.status(), Status::Primary);
+    assert!(!ha.on_promote_request(t, 2, 1));
+}
+
+#[test]
+fn servers_that_survive_their_stop_keep_the_node_primary_and_reset_it() {
+    let t = t0();
+    let mut ha = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
+    ha.apply(t, Op::Stop).unwrap();
+    assert!(matches!(&drain(&mut ha)[..], [Action::StopServers { .. }]));
+    ha.on_servers_stopped(t, Err("db in D state".into()));
+    let a = drain(&mut ha);
+    assert!(
+        matches!(&a[..], [Action::HaReset { reason }] if reason.contains("survive")),
+        "{a:?}"
+    );
+    assert_eq!(ha.status(), Status::Primary);
+    assert!(!ha.on_promote_request(t, 2, 1));
+}
+
+#[test]
+fn a_stop_asked_for_during_a_start_is_not_a_failed_start() {
+    let t = t0();
+    let rec = Record {
+        peerdown: true,
+        ..started()
+    };
+    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+    ha.on_timeout(t + ms(3000));
+    assert!(is_start(&drain(&mut ha)[0]));
+    ha.apply(t + ms(3010), Op::Stop).unwrap();
+    drain(&mut ha);
+    ha.on_servers_started(t + ms(3020), Err("db is SHUTDOWN".into()));
+    assert!(!ha.record().ha_idle_failed_startup);
+    assert!(
+        drain(&mut ha)
+            .iter()
+            .all(|a| !matches!(a, Action::Persist(_)))
+    );
+}
+
 // ---- failed startup ----
 
 #[test]
@@ -327,7 +397,7 @@ fn a_failed_start_sets_the_flag_stops_what_started_and_blocks_until_clear() {
         Status::Primary,
         "primary until the servers are down"
     );
-    ha.on_servers_stopped(t + ms(3200));
+    ha.on_servers_stopped(t + ms(3200), Ok(()));
     assert!(drain(&mut ha).is_empty(), "blocked: no new start");
     assert_eq!(ha.status(), Status::Running);
     let err = ha.check(t + ms(3200), Op::Start).unwrap_err();
@@ -422,7 +492,7 @@ fn locking_a_primary_stops_its_servers() {
     let mut ha = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
     ha.apply(t, Op::Mode(Mode::Locked)).unwrap();
     assert!(matches!(&drain(&mut ha)[..], [Action::StopServers { .. }]));
-    ha.on_servers_stopped(t);
+    ha.on_servers_stopped(t, Ok(()));
     assert_eq!(ha.status(), Status::Stopped);
 }
 

@@ -161,6 +161,9 @@ pub(crate) async fn client(
                     },
                 },
             };
+            if reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
+                continue; // its asker gave up waiting: a late step must not run
+            }
             let exchange = async {
                 tx.send(&request).await.map_err(|e| e.to_string())?;
                 loop {
@@ -286,14 +289,18 @@ async fn serve(
         peer: cfg.peer.clone(),
     };
     let (mut rx, mut tx) = pending.welcome(&me).await.map_err(|e| e.to_string())?;
+    // the peer exchanges every heartbeat: a session silent for twice the peer timeout is dead (a
+    // fenced machine sends no FIN) and gives its connection slot back
+    let idle = 2 * cfg.peer_timeout;
     loop {
-        let request = match rx.recv::<Request>().await {
-            Ok(Received::Msg(r)) => r,
-            Ok(Received::Rejected(why)) => {
+        let request = match tokio::time::timeout(idle, rx.recv::<Request>()).await {
+            Ok(Ok(Received::Msg(r))) => r,
+            Ok(Ok(Received::Rejected(why))) => {
                 let _ = events.send(Event::Rejected(why));
                 continue;
             }
-            Err(_) => return Ok(()), // the peer closed or the link broke: it redials
+            // the peer closed, the link broke or went silent: it redials
+            Ok(Err(_)) | Err(_) => return Ok(()),
         };
         let reply = match request {
             Request::Exchange(state) => {

@@ -136,7 +136,9 @@ pub(crate) enum Event {
     /// Answer once everything before is handled and published.
     Sync(oneshot::Sender<()>),
     Started(Result<(), String>),
-    Stopped,
+    Stopped(Result<(), String>),
+    /// The supervisor's snapshot changed: whether an HA-managed server runs (or may) here.
+    Observed(bool),
     Fenced(Result<(), String>),
     /// A frame or handshake that failed authentication or decoding: dropped, counted.
     Rejected(String),
@@ -220,6 +222,25 @@ pub fn start(
         events_tx.clone(),
         report_rx,
     ));
+    // every supervisor snapshot: does an HA-managed server run (or may it) here?
+    let watcher = {
+        let (mut snaps, names, ev) = (sup.subscribe(), cfg.servers.clone(), events_tx.clone());
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let up = servers::any_up(&snaps.borrow_and_update(), &names);
+                if last != Some(up) {
+                    last = Some(up);
+                    if ev.send(Event::Observed(up)).is_err() {
+                        return;
+                    }
+                }
+                if snaps.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
     let driver = Driver {
         core,
         cfg: Arc::new(cfg),
@@ -235,6 +256,7 @@ pub fn start(
         let exit = driver.run(events_rx).await;
         client.abort();
         server.abort();
+        watcher.abort();
         exit
     });
     Ok((handle, task))
@@ -317,10 +339,13 @@ impl HaHandle {
             timeout: Duration::from_secs(1),
             reply,
         };
-        if self.outbox.send(out).await.is_ok() {
-            // bounded: a link still dialling a silent peer does not hold up a status
-            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
-        }
+        // bounded: a link still dialling a silent peer does not hold up a status
+        let asked = tokio::time::timeout(Duration::from_secs(1), async {
+            if self.outbox.send(out).await.is_ok() {
+                let _ = rx.await;
+            }
+        });
+        let _ = asked.await;
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Sync(tx)).is_ok() {
             let _ = rx.await;
@@ -549,7 +574,7 @@ impl Driver {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let t = now();
         let mut report = HaReport::of(&self.core, t, &self.cfg.peer, &self.cfg.servers);
         report.rejected_frames = self.rejected.load(Ordering::Relaxed);
@@ -558,12 +583,19 @@ impl Driver {
             *old = report;
             changed
         });
-        let mine = self.core.state_for_peer();
-        self.mine.send_if_modified(|old| {
-            let changed = *old != mine;
-            *old = mine;
-            changed
-        });
+        // what the peer is told, numbered so that it can drop a report overtaken by a newer one
+        let mut mine = self.core.state_for_peer();
+        mine.seq = self.mine.borrow().seq;
+        if *self.mine.borrow() != mine {
+            mine.seq += 1;
+            self.mine.send_replace(mine);
+        }
+    }
+
+    /// Our state as the peer must see it now: published (and numbered) first.
+    fn stamped(&mut self) -> PeerState {
+        self.publish();
+        self.mine.borrow().clone()
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -572,7 +604,7 @@ impl Driver {
             Event::Peer(s) => self.core.on_peer_state(t, s),
             Event::Exchange { state, reply } => {
                 self.core.on_peer_state(t, state);
-                let _ = reply.send(self.core.state_for_peer());
+                let _ = reply.send(self.stamped());
             }
             Event::PromoteRequest {
                 incarnation,
@@ -610,9 +642,22 @@ impl Driver {
                 }
                 self.core.on_servers_started(t, r);
             }
-            Event::Stopped => {
-                tracing::info!("HA-managed servers stopped");
-                self.core.on_servers_stopped(t);
+            Event::Stopped(r) => {
+                match &r {
+                    Ok(()) => tracing::info!("HA-managed servers stopped"),
+                    Err(why) => {
+                        tracing::error!(error = %why, "HA-managed servers survive their stop")
+                    }
+                }
+                self.core.on_servers_stopped(t, r);
+            }
+            Event::Observed(up) => {
+                if up && !self.core.is_primary() {
+                    tracing::warn!(
+                        "an HA-managed server runs here (or may: UNKNOWN): this node is primary"
+                    );
+                }
+                self.core.on_servers_observed(t, up);
             }
             Event::Fenced(r) => {
                 match &r {
@@ -640,7 +685,7 @@ impl Driver {
         }
         self.core.apply(t, op).map_err(|r| r.0)?;
         tracing::info!(op = describe(op), "HA command");
-        Ok(self.core.state_for_peer())
+        Ok(self.stamped())
     }
 
     /// Runs one action; `Some` when the driver must end (HA reset).
@@ -674,8 +719,8 @@ impl Driver {
                     self.events.clone(),
                 );
                 tokio::spawn(async move {
-                    servers::stop_all(&sup, &names, timeout).await;
-                    let _ = ev.send(Event::Stopped);
+                    let r = servers::stop_all(&sup, &names, timeout).await;
+                    let _ = ev.send(Event::Stopped(r));
                 });
             }
             Action::Fence => {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use supervisor_core::{Command, ServerState, Snapshot, SupervisorHandle};
 
-/// Whether any of `names` has a live process or is meant to be running.
+/// Whether any of `names` has a live process, is meant to be running, or may run for all nm
+/// can tell (`UNKNOWN`: e.g. its lock file names a live process whose start token cannot be read).
 #[must_use]
 pub fn any_up(snap: &Snapshot, names: &[String]) -> bool {
     snap.servers.iter().any(|(n, s)| {
@@ -18,6 +19,7 @@ pub fn any_up(snap: &Snapshot, names: &[String]) -> bool {
                         | ServerState::Suspended
                         | ServerState::ShuttingDown
                         | ServerState::FailedRestarting
+                        | ServerState::Unknown
                 ))
     })
 }
@@ -38,6 +40,23 @@ pub(crate) async fn start_all(
     timeout: Duration,
 ) -> Result<(), String> {
     let mut rx = sup.subscribe();
+    // a server nm cannot tell about may run: starting it could make a second copy
+    let unknown: Vec<&String> = {
+        let snap = rx.borrow_and_update();
+        names
+            .iter()
+            .filter(|n| {
+                snap.servers
+                    .iter()
+                    .any(|(k, s)| k.as_str() == n.as_str() && s.view.state == ServerState::Unknown)
+            })
+            .collect()
+    };
+    if let Some(n) = unknown.first() {
+        return Err(format!(
+            "{n} is UNKNOWN (nm cannot tell whether it runs): not started; see `nm-cli server status {n}`"
+        ));
+    }
     for n in names {
         match sup.command(n, Command::Start).await {
             Err(_) => return Err("the supervisor has shut down".into()),
@@ -79,16 +98,27 @@ pub(crate) async fn start_all(
 
 /// Stops every server in `names` (SIGTERM, SIGKILL after each one's `stop_timeout`) and waits
 /// until none runs; after `timeout` they are killed.
-pub(crate) async fn stop_all(sup: &SupervisorHandle, names: &[String], timeout: Duration) {
+///
+/// # Errors
+/// When some still run 5 s after SIGKILL (uninterruptible I/O), or are `UNKNOWN`.
+pub(crate) async fn stop_all(
+    sup: &SupervisorHandle,
+    names: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let mut rx = sup.subscribe();
     for n in names {
         let _ = sup.command(n, Command::Stop).await;
     }
     if wait_down(&mut rx, names, timeout).await {
-        return;
+        return Ok(());
     }
     tracing::warn!(servers = ?names, "HA-managed servers not down within {timeout:?}: killing them");
-    kill_all(sup, names, Duration::from_secs(5)).await;
+    if kill_all(sup, names, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(format!("still running 5 s after SIGKILL: {names:?}"))
+    }
 }
 
 /// SIGKILLs every server in `names` and waits (at most `timeout`) until none runs. Returns

@@ -64,6 +64,12 @@ async fn ha_start_makes_this_node_primary_and_runs_the_ha_servers_only_there() {
     .await;
     assert!(metrics.contains("nm_ha_primary 1"), "{metrics}");
     assert!(metrics.contains("nm_ha_peer_communicating 1"), "{metrics}");
+    // nm-cli status has a line for it
+    let out = ok(p.n2.cli(&["status"]));
+    assert!(
+        out.contains("primary (default-default, peer node1 running)"),
+        "{out}"
+    );
     // --json carries both nodes
     let json: serde_json::Value =
         serde_json::from_str(&ok(p.n1.cli(&["--json", "ha", "status"]))).unwrap();

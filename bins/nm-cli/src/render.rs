@@ -61,6 +61,22 @@ pub(crate) fn node_status(s: &NodeStatus) -> String {
             format!("{} from pid {} ({})", tk.at, opt(tk.from_pid), tk.reason),
         ]);
     }
+    if let Some(ha) = &s.ha {
+        let peer = ha
+            .peer
+            .status
+            .map_or_else(|| "not communicating".to_owned(), |st| st.to_string());
+        t.add_row([
+            "ha".to_owned(),
+            format!(
+                "{} ({}, peer {} {})",
+                opt(ha.local.status),
+                ha.state,
+                ha.peer.node,
+                peer
+            ),
+        ]);
+    }
     t.add_row(["servers".to_owned(), server_counts(s)]);
     finish(&mut t)
 }
@@ -538,6 +554,7 @@ mod tests {
             takeovers: 0,
             standby: None,
             last_takeover: None,
+            ha: None,
             servers: BTreeMap::from([("SHUTDOWN".into(), 1), ("RUNNING".into(), 2)]),
         }
     }
@@ -560,6 +577,33 @@ mod tests {
         assert!(
             !out.contains("standby_state"),
             "no standby rows without replication"
+        );
+        assert!(!out.contains("\nha "), "no ha row without [ha]");
+    }
+
+    #[test]
+    fn node_status_of_an_ha_node_shows_its_status_and_its_peers() {
+        let mut report = nm_api::HaReport::unconfigured("node1");
+        report.configured = true;
+        report.local.status = Some(nm_api::HaStatus::Primary);
+        report.peer.node = "node2".into();
+        let status = NodeStatus {
+            ha: Some(report.clone()),
+            ..node_status_fixture()
+        };
+        let out = node_status(&status);
+        assert_eq!(
+            status_row(&out, "ha"),
+            "primary (default-default, peer node2 not communicating)"
+        );
+        report.peer.status = Some(nm_api::HaStatus::Running);
+        let status = NodeStatus {
+            ha: Some(report),
+            ..node_status_fixture()
+        };
+        assert_eq!(
+            status_row(&node_status(&status), "ha"),
+            "primary (default-default, peer node2 running)"
         );
     }
 

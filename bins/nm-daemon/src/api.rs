@@ -184,6 +184,7 @@ async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
             rejected_frames: p.rejected,
         }),
         last_takeover: st.last_takeover.clone(),
+        ha: st.ha.as_ref().map(ha_modes::driver::HaHandle::report),
         servers,
     })
 }

@@ -69,6 +69,10 @@ pub struct NodeStatus {
     /// The takeover that made this process the active; `null` when it started as the active.
     #[serde(default)]
     pub last_takeover: Option<TakeoverInfo>,
+    /// The HA pair as this node last saw it (no exchange with the peer: `GET /v1/ha` does one);
+    /// `null` without `[ha]`.
+    #[serde(default)]
+    pub ha: Option<HaReport>,
     /// How many servers are in each state (only states with at least one server).
     pub servers: std::collections::BTreeMap<String, usize>,
 }

@@ -49,6 +49,19 @@ fn is_start(a: &Action) -> bool {
     matches!(a, Action::StartServers { .. })
 }
 
+/// A started node whose peer is certified `peerdown`: it starts the servers (is primary) once the
+/// start-up window is over, at `t + 3 s`.
+fn starting_with_a_certified_peer(t: Instant) -> Ha {
+    let rec = Record {
+        peerdown: true,
+        ..started()
+    };
+    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+    ha.on_timeout(t + ms(3000));
+    assert!(is_start(&drain(&mut ha)[0]));
+    ha
+}
+
 // ---- failover and fencing ----
 
 #[test]
@@ -356,13 +369,7 @@ fn servers_that_survive_their_stop_keep_the_node_primary_and_reset_it() {
 #[test]
 fn a_stop_asked_for_during_a_start_is_not_a_failed_start() {
     let t = t0();
-    let rec = Record {
-        peerdown: true,
-        ..started()
-    };
-    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
-    ha.on_timeout(t + ms(3000));
-    assert!(is_start(&drain(&mut ha)[0]));
+    let mut ha = starting_with_a_certified_peer(t);
     ha.apply(t + ms(3010), Op::Stop).unwrap();
     drain(&mut ha);
     ha.on_servers_started(t + ms(3020), Err("db is SHUTDOWN".into()));
@@ -379,13 +386,7 @@ fn a_stop_asked_for_during_a_start_is_not_a_failed_start() {
 #[test]
 fn a_failed_start_sets_the_flag_stops_what_started_and_blocks_until_clear() {
     let t = t0();
-    let rec = Record {
-        peerdown: true,
-        ..started()
-    };
-    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
-    ha.on_timeout(t + ms(3000));
-    assert!(is_start(&drain(&mut ha)[0]));
+    let mut ha = starting_with_a_certified_peer(t);
     ha.on_servers_started(t + ms(3100), Err("db: FAILED_NOT_RESTARTABLE".into()));
     let a = drain(&mut ha);
     assert!(matches!(&a[0], Action::Persist(r) if r.ha_idle_failed_startup));

@@ -19,6 +19,8 @@ pub struct Pair {
     pub n1: Node,
     /// node2 (127.0.0.2).
     pub n2: Node,
+    /// The `[ha] listen` ports of node1 and node2.
+    pub ports: [u16; 2],
 }
 
 /// The events log: `fence PEER by NODE` and `start NODE` lines, in order.
@@ -28,9 +30,9 @@ pub fn events_path(shared: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 impl Pair {
-    /// Configures both nodes (nothing started). `hadb` is the HA-managed server's command.
     /// Configures both nodes (nothing started): `hadb` is the HA-managed server's command (a
-    /// TOML array), `peer_timeout` the `[ha] peer_timeout`.
+    /// TOML array, where the word `EVENTS` stands for the events log's path), `peer_timeout` the
+    /// `[ha] peer_timeout`.
     ///
     /// # Panics
     /// When the temporary files cannot be written.
@@ -52,6 +54,7 @@ impl Pair {
         .unwrap();
         std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ports = [free_port(), free_port()];
+        let hadb = hadb.replace("EVENTS", &events.display().to_string());
         let node = |i: usize| {
             let (me, peer) = (i + 1, 2 - i);
             let servers = format!(
@@ -75,6 +78,7 @@ impl Pair {
             n1: node(0),
             n2: node(1),
             shared,
+            ports,
         }
     }
 
@@ -85,22 +89,11 @@ impl Pair {
     }
 
     /// [`Pair::start`] with another peer timeout.
-    ///
-    /// # Panics
-    /// When the configs cannot be rewritten.
     pub async fn start_with(peer_timeout: &str) -> Self {
-        let events = "EVENTS";
         let mut p = Self::configure(
-            &format!("[\"sh\", \"-c\", \"echo start $NODE >> {events}; exec sleep 1000\"]"),
+            "[\"sh\", \"-c\", \"echo start $NODE >> EVENTS; exec sleep 1000\"]",
             peer_timeout,
         );
-        let real = events_path(&p.shared).display().to_string();
-        for n in [&p.n1, &p.n2] {
-            let text = std::fs::read_to_string(&n.config)
-                .unwrap()
-                .replace(events, &real);
-            std::fs::write(&n.config, text).unwrap();
-        }
         p.n1.start_daemon().await;
         p.n2.start_daemon().await;
         p.wait_linked().await;

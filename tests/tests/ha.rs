@@ -524,19 +524,6 @@ impl Drop for Partition {
     }
 }
 
-/// The `[ha] listen` port of a node, from its config.
-fn ha_port(n: &nm_tests::Node) -> u16 {
-    let text = std::fs::read_to_string(&n.config).unwrap();
-    let ha = &text[text.find("[ha]").unwrap()..];
-    let line = ha.lines().find(|l| l.starts_with("listen")).unwrap();
-    line.rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('"')
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once() {
     let mut p = Pair::start().await;
@@ -564,7 +551,7 @@ async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once()
     p.n1.running_pid("hadb").await;
     let daemon1 = p.n1.daemon_pid().unwrap();
 
-    let cut = Partition::cut(&[ha_port(&p.n1), ha_port(&p.n2)]);
+    let cut = Partition::cut(&p.ports);
     let r = wait_ha(&p.n2, "primary after the partition", |r| {
         r.report.local.status == Some(HaStatus::Primary) && !r.report.starting
     })
@@ -641,21 +628,11 @@ async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
 async fn an_ha_server_nm_cannot_identify_after_a_restart_keeps_the_node_primary() {
     // the server sets its process title (perl $0, as nginx and many daemons do), which overwrites
     // /proc/PID/environ: after a daemon restart its start token cannot be confirmed (UNKNOWN)
-    let ev = "EVENTS";
     let mut p = Pair::configure(
-        &format!(
-            "[\"perl\", \"-e\", \"open(F, q(>>{ev})); print F qq(start $ENV{{NODE}}\\\\n); close F; \
-             $0 = q(hadb: serving); sleep 1000\"]"
-        ),
+        "[\"perl\", \"-e\", \"open(F, q(>>EVENTS)); print F qq(start $ENV{NODE}\\\\n); close F; \
+         $0 = q(hadb: serving); sleep 1000\"]",
         "5s",
     );
-    let real = nm_tests::ha::events_path(&p.shared).display().to_string();
-    for n in [&p.n1, &p.n2] {
-        let text = std::fs::read_to_string(&n.config)
-            .unwrap()
-            .replace(ev, &real);
-        std::fs::write(&n.config, text).unwrap();
-    }
     p.n1.start_daemon().await;
     p.n2.start_daemon().await;
     p.wait_linked().await;

@@ -486,16 +486,17 @@ async fn metrics(State(st): State<AppState>) -> Response {
         restarts,
     );
     reg.register("servers", "servers in each state", states);
+    // one gauge for a count or a flag
+    let gauge = |v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        g
+    };
     if let Some(pair) = st
         .pair
         .as_ref()
         .map(replication::driver::ActiveHandle::status)
     {
-        let gauge = |v: u64| {
-            let g = Gauge::<i64>::default();
-            g.set(i64::try_from(v).unwrap_or(i64::MAX));
-            g
-        };
         let attached = pair.standby.state == replication::core::StandbyState::Attached;
         reg.register(
             "standby_up",
@@ -520,37 +521,30 @@ async fn metrics(State(st): State<AppState>) -> Response {
     }
     if let Some(ha) = &st.ha {
         let r = ha.report();
-        let gauge = |v: bool| {
-            let g = Gauge::<i64>::default();
-            g.set(i64::from(v));
-            g
-        };
         reg.register(
             "ha_primary",
             "1 when this node runs the HA-managed servers",
-            gauge(r.local.status == Some(ha_modes::Status::Primary)),
+            gauge(u64::from(r.local.status == Some(ha_modes::Status::Primary))),
         );
         reg.register(
             "ha_peer_communicating",
             "1 when the HA peer communicates",
-            gauge(r.communicating),
+            gauge(u64::from(r.communicating)),
         );
         reg.register(
             "ha_state_prohibited",
             "1 while the pair is in one of the seed's prohibited states",
-            gauge(r.verdict == ha_modes::Verdict::Prohibited),
+            gauge(u64::from(r.verdict == ha_modes::Verdict::Prohibited)),
         );
         reg.register(
             "ha_idle_failed_startup",
             "1 while starts are blocked after a failed start (ha clear lifts it)",
-            gauge(r.local.ha_idle_failed_startup == Some(true)),
+            gauge(u64::from(r.local.ha_idle_failed_startup == Some(true))),
         );
-        let rejected = Gauge::<i64>::default();
-        rejected.set(i64::try_from(r.rejected_frames).unwrap_or(i64::MAX));
         reg.register(
             "ha_link_rejected",
             "HA-link frames and handshakes dropped for failing authentication or decoding",
-            rejected,
+            gauge(r.rejected_frames),
         );
     }
     let mut text = String::new();

@@ -53,6 +53,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+#[derive(Clone)]
 struct Node {
     name: &'static str,
     ha: Option<Ha>,
@@ -63,6 +64,7 @@ struct Node {
     fence_fails: bool,
 }
 
+#[derive(Clone)]
 struct Sim {
     t: Instant,
     nodes: [Node; 2],
@@ -134,26 +136,6 @@ impl Sim {
             let r = h.record();
             r.started && r.mode != Mode::Locked && !r.ha_idle_failed_startup
         })
-    }
-
-    /// A copy of the whole simulation (cores are rebuilt from their state by replaying nothing:
-    /// `Ha` is cloned).
-    fn fork(&self) -> Self {
-        let node = |n: &Node| Node {
-            name: n.name,
-            ha: n.ha.clone(),
-            disk: n.disk,
-            running: n.running,
-            incarnation: n.incarnation,
-            start_fails: n.start_fails,
-            fence_fails: n.fence_fails,
-        };
-        Self {
-            t: self.t,
-            nodes: [node(&self.nodes[0]), node(&self.nodes[1])],
-            link: self.link,
-            promotes: self.promotes.clone(),
-        }
     }
 
     fn alive(&self, i: usize) -> bool {
@@ -318,7 +300,7 @@ proptest! {
         }
         // a copy of this state where node2 dies now: node1, if it may run the servers, fences
         // node2 and runs them, whatever was in flight
-        let mut alone = sim.fork();
+        let mut alone = sim.clone();
         alone.run(&Step::Crash(1));
         for _ in 0..40 {
             alone.run(&Step::Tick(500));

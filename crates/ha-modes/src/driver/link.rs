@@ -97,11 +97,12 @@ pub(crate) async fn client(
             cfg.peer_timeout,
         )
         .await;
-        let (mut rx, mut tx) = match linked {
+        // a link, or why there is none (the reason answers a request that waited for it)
+        let down = match linked {
             Ok(Connected::Linked(rx, tx, them)) if them.node == cfg.peer && them.peer == cfg.me => {
                 tracing::info!(peer = %cfg.peer, addr = %cfg.peer_addr, "HA link to the peer up");
                 logged_down = false;
-                (rx, tx)
+                Ok((rx, tx))
             }
             Ok(Connected::Linked(_, _, them)) => {
                 let why = format!(
@@ -109,23 +110,12 @@ pub(crate) async fn client(
                     cfg.peer_addr, them.node, them.peer, cfg.peer
                 );
                 let _ = events.send(Event::Rejected(why.clone()));
-                let why_down = why;
-                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
-                    Wait::Closed => return,
-                    Wait::Retry => {}
-                    Wait::Request(o) => pending = Some(o),
-                }
-                continue;
+                Err(why)
             }
             Ok(Connected::Refused(why)) => {
-                let why_down = format!("the peer refused us: {why}");
-                let _ = events.send(Event::Rejected(why_down.clone()));
-                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
-                    Wait::Closed => return,
-                    Wait::Retry => {}
-                    Wait::Request(o) => pending = Some(o),
-                }
-                continue;
+                let why = format!("the peer refused us: {why}");
+                let _ = events.send(Event::Rejected(why.clone()));
+                Err(why)
             }
             Err(e) => {
                 if matches!(
@@ -139,8 +129,13 @@ pub(crate) async fn client(
                     tracing::info!(peer = %cfg.peer, addr = %cfg.peer_addr, error = %e, "HA link to the peer down; retrying");
                     logged_down = true;
                 }
-                let why_down = e.to_string();
-                match fail_wait(&cfg, &mut outbox, pending.take(), &why_down).await {
+                Err(e.to_string())
+            }
+        };
+        let (mut rx, mut tx) = match down {
+            Ok(link) => link,
+            Err(why) => {
+                match fail_wait(&cfg, &mut outbox, pending.take(), &why).await {
                     Wait::Closed => return,
                     Wait::Retry => {}
                     Wait::Request(o) => pending = Some(o),

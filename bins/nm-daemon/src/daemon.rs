@@ -216,16 +216,18 @@ async fn serve(
         None => None,
     };
 
+    let ha_servers: Arc<Vec<String>> = Arc::new(
+        cfg.ha
+            .as_ref()
+            .map(|h| h.servers.clone())
+            .unwrap_or_default(),
+    );
     let (sup, sup_task) = driver::start(SupervisorConfig {
         data_dir: cfg.data_dir.clone(),
         // a takeover always adopts: the servers are the pair's, not a new daemon's
         crash_recovery: cfg.crash_recovery || takeover.is_some(),
         keep_operator_stops: takeover.is_some(),
-        no_crash_recovery: cfg
-            .ha
-            .as_ref()
-            .map(|h| h.servers.clone())
-            .unwrap_or_default(),
+        no_crash_recovery: ha_servers.to_vec(),
         servers: cfg.servers.clone(),
     })
     .context("cannot start the supervisor")?;
@@ -289,12 +291,7 @@ async fn serve(
         shutdown: shutdown_tx,
         shutdown_done: Arc::new(tokio::sync::Mutex::new(Some(reply_rx))),
         ha,
-        ha_servers: Arc::new(
-            cfg.ha
-                .as_ref()
-                .map(|h| h.servers.clone())
-                .unwrap_or_default(),
-        ),
+        ha_servers: ha_servers.clone(),
     };
     let (stop_http_tx, stop_http) = tokio::sync::watch::channel(false);
     let graceful = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -346,8 +343,20 @@ async fn serve(
     }
     let mut ha_reset = None;
     match reason {
-        Stop::HaReset(why) => {
-            // the HA-managed servers are already killed; the others are left for the next daemon
+        Stop::HaReset(HaEnd { why, clean }) => {
+            if !clean {
+                // the HA manager died without its reset: do its work, its peer will take over
+                let line = format!(
+                    "{} {} HA reset: {why}",
+                    humantime::format_rfc3339_millis(crate::wall_now()),
+                    cfg.node
+                );
+                if let Err(e) = ha_modes::driver::store::smith(&cfg.data_dir, &line) {
+                    tracing::error!(error = %e, "cannot write the smith log");
+                }
+                ha_modes::driver::kill_all(&sup, &ha_servers, Duration::from_secs(10)).await;
+            }
+            // the HA-managed servers are killed; the others are left for the next daemon
             tracing::error!(reason = %why, "HA reset: nm-daemon exits with status {}", crate::EXIT_HA_RESET);
             let _ = sup.shutdown(false).await;
             ha_reset = Some(why);
@@ -400,7 +409,14 @@ async fn serve(
 enum Stop {
     Signal(&'static str),
     Api(ShutdownRequest),
-    HaReset(String),
+    HaReset(HaEnd),
+}
+
+/// How the HA manager ended: `clean` when it did its own HA reset (smith log line, servers
+/// killed), not when it failed.
+struct HaEnd {
+    why: String,
+    clean: bool,
 }
 
 /// The daemon ended with an HA reset (main exits with [`crate::EXIT_HA_RESET`]).
@@ -408,16 +424,17 @@ enum Stop {
 #[error("HA reset: {0}")]
 pub(crate) struct HaResetExit(pub(crate) String);
 
-/// Resolves when the HA manager ends with a reset; never without `[ha]`.
-async fn wait_ha(task: &mut Option<tokio::task::JoinHandle<ha_modes::driver::HaExit>>) -> String {
+/// Resolves when the HA manager ends (with a reset, or by failing); never without `[ha]`.
+async fn wait_ha(task: &mut Option<tokio::task::JoinHandle<ha_modes::driver::HaExit>>) -> HaEnd {
     let Some(t) = task else {
         return std::future::pending().await;
     };
-    match t.await {
-        Ok(ha_modes::driver::HaExit::Reset(why)) => why,
-        Ok(ha_modes::driver::HaExit::Stopped) => "the HA manager stopped".into(),
-        Err(e) => format!("the HA manager failed: {e}"),
-    }
+    let (why, clean) = match t.await {
+        Ok(ha_modes::driver::HaExit::Reset(why)) => (why, true),
+        Ok(ha_modes::driver::HaExit::Stopped) => ("the HA manager stopped".into(), false),
+        Err(e) => (format!("the HA manager failed: {e}"), false),
+    };
+    HaEnd { why, clean }
 }
 
 fn ha_config(

@@ -21,7 +21,7 @@ use crate::core::{Action, Ha, Op, PeerState, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
-pub use servers::any_up;
+pub use servers::{any_up, kill_all};
 
 use link::{LinkConfig, Outgoing, Reply, Request};
 
@@ -699,43 +699,27 @@ impl Driver {
             }
             Action::StartServers { reason } => {
                 tracing::warn!(%reason, servers = ?self.cfg.servers, "becoming primary: starting the HA-managed servers");
-                let (sup, names, timeout, ev) = (
-                    self.sup.clone(),
-                    self.cfg.servers.clone(),
-                    self.cfg.start_timeout,
-                    self.events.clone(),
-                );
-                tokio::spawn(async move {
-                    let r = servers::start_all(&sup, &names, timeout).await;
-                    let _ = ev.send(Event::Started(r));
+                let (sup, cfg) = (self.sup.clone(), self.cfg.clone());
+                self.then(async move {
+                    Event::Started(servers::start_all(&sup, &cfg.servers, cfg.start_timeout).await)
                 });
             }
             Action::StopServers { reason } => {
                 tracing::warn!(%reason, "stopping the HA-managed servers");
-                let (sup, names, timeout, ev) = (
-                    self.sup.clone(),
-                    self.cfg.servers.clone(),
-                    self.cfg.stop_timeout,
-                    self.events.clone(),
-                );
-                tokio::spawn(async move {
-                    let r = servers::stop_all(&sup, &names, timeout).await;
-                    let _ = ev.send(Event::Stopped(r));
+                let (sup, cfg) = (self.sup.clone(), self.cfg.clone());
+                self.then(async move {
+                    Event::Stopped(servers::stop_all(&sup, &cfg.servers, cfg.stop_timeout).await)
                 });
             }
             Action::Fence => {
                 tracing::warn!(peer = %self.cfg.peer, command = ?self.cfg.fence_command, "fencing the silent peer");
-                let (cfg, ev) = (self.cfg.clone(), self.events.clone());
-                tokio::spawn(async move {
-                    let r = fence(&cfg).await;
-                    let _ = ev.send(Event::Fenced(r));
-                });
+                let cfg = self.cfg.clone();
+                self.then(async move { Event::Fenced(fence(&cfg).await) });
             }
             Action::AskPromote { claim } => {
-                let (outbox, ev, incarnation) =
-                    (self.outbox.clone(), self.events.clone(), self.incarnation);
+                let (outbox, incarnation) = (self.outbox.clone(), self.incarnation);
                 let timeout = self.cfg.timing.peer_timeout;
-                tokio::spawn(async move {
+                self.then(async move {
                     let (reply, rx) = oneshot::channel();
                     let out = Outgoing {
                         request: Request::Promote { incarnation, claim },
@@ -744,12 +728,20 @@ impl Driver {
                     };
                     let granted = outbox.send(out).await.is_ok()
                         && matches!(rx.await, Ok(Ok(Reply::Promote(true))));
-                    let _ = ev.send(Event::PromoteAnswer { claim, granted });
+                    Event::PromoteAnswer { claim, granted }
                 });
             }
             Action::HaReset { reason } => return Some(self.reset(&reason).await),
         }
         None
+    }
+
+    /// Runs `work` beside the driver; its result comes back as an event.
+    fn then(&self, work: impl Future<Output = Event> + Send + 'static) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(work.await);
+        });
     }
 
     async fn reset(&self, reason: &str) -> HaExit {

@@ -123,7 +123,7 @@ pub(crate) async fn stop_all(
 
 /// SIGKILLs every server in `names` and waits (at most `timeout`) until none runs. Returns
 /// whether all are down.
-pub(crate) async fn kill_all(sup: &SupervisorHandle, names: &[String], timeout: Duration) -> bool {
+pub async fn kill_all(sup: &SupervisorHandle, names: &[String], timeout: Duration) -> bool {
     let mut rx = sup.subscribe();
     for n in names {
         let _ = sup.command(n, Command::Kill).await;

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod core;
+#[cfg(feature = "driver")]
 pub mod driver;
 pub mod mode;
 pub mod report;

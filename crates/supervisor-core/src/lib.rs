@@ -3,6 +3,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod core;
+#[cfg(feature = "driver")]
 pub mod driver;
 pub mod spec;
 
@@ -10,5 +11,6 @@ pub use crate::core::{
     Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
     RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
 };
+#[cfg(feature = "driver")]
 pub use crate::driver::{ServerStatus, Snapshot, SupervisorConfig, SupervisorHandle};
 pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};

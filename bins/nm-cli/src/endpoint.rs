@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use nm_api::client::Endpoint;
-use serde::Deserialize;
 
 /// The config file used when nothing else says where the daemon is.
 pub(crate) const DEFAULT_CONFIG: &str = "/etc/nm/nm.toml";
@@ -54,14 +53,9 @@ pub(crate) enum DiscoveryError {
         /// The fallback config that was looked for.
         default_config: PathBuf,
     },
-    /// The config file could not be read or parsed.
-    #[error("cannot use config {}: {detail}", path.display())]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// Why, in one line (TOML errors keep their line and column).
-        detail: String,
-    },
+    /// The config file could not be read, or does not validate (file, line and column).
+    #[error("cannot use config {0}")]
+    Config(#[from] nm_node::config::ConfigError),
     /// `--addr` without any way to find the token.
     #[error(
         "no API token for {addr}: pass --token-file FILE (or set NM_TOKEN_FILE), or --config FILE \
@@ -173,59 +167,16 @@ struct NodeFiles {
     token: PathBuf,
 }
 
-/// Reads the config's top-level `data_dir` and optional `token_file`, and nothing else: the
-/// daemon validates the file. Relative paths are taken from the config file's directory, as the
-/// daemon does.
+/// Reads the config with the daemon's own reader (`nm_node::config`): the same checks, the same
+/// relative paths (taken from the config file's directory), the same one-line errors.
 fn node_files(config: &Path) -> Result<NodeFiles, DiscoveryError> {
-    #[derive(Deserialize)]
-    struct NodeConfig {
-        data_dir: Option<PathBuf>,
-        token_file: Option<PathBuf>,
-    }
-    let err = |detail: String| DiscoveryError::Config {
-        path: config.to_owned(),
-        detail,
-    };
-    let text = std::fs::read_to_string(config).map_err(|e| err(e.to_string()))?;
-    let parsed: NodeConfig = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
-    let data_dir = parsed
-        .data_dir
-        .ok_or_else(|| err("it has no top-level data_dir".to_owned()))?;
-    let resolve = |key: &str, path: PathBuf| {
-        if path.as_os_str().is_empty() {
-            return Err(err(format!("{key} is empty")));
-        }
-        let path = match config.parent() {
-            Some(base) if path.is_relative() => base.join(path),
-            _ => path,
-        };
-        // absolute, so error messages name a path that means something from any directory
-        Ok(std::path::absolute(&path).unwrap_or(path))
-    };
-    let data_dir = resolve("data_dir", data_dir)?;
-    let token = match parsed.token_file {
-        Some(file) => resolve("token_file", file)?,
-        None => data_dir.join(TOKEN_FILE),
-    };
+    let cfg = nm_node::config::load(config)?;
     Ok(NodeFiles {
-        socket: data_dir.join(SOCKET_FILE),
-        token,
+        socket: cfg.data_dir.join(SOCKET_FILE),
+        token: cfg
+            .token_file
+            .unwrap_or_else(|| cfg.data_dir.join(TOKEN_FILE)),
     })
-}
-
-/// A TOML error in one line: `line L, column C: message` (toml's own text adds a source excerpt
-/// over several lines).
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim();
-    match e.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -249,15 +200,22 @@ mod tests {
             let root = dir.path();
             fs::write(
                 root.join("node.toml"),
-                "node = \"n1\"\ndata_dir = \"data\"\n[[server]]\nname = \"web\"\n",
+                "node = \"n1\"\ndata_dir = \"data\"\n[[server]]\nname = \"web\"\ncommand = [\"web\"]\n",
             )
             .unwrap();
             fs::write(
                 root.join("other.toml"),
-                format!("data_dir = {:?}\n", root.join("abs").display().to_string()),
+                format!(
+                    "node = \"n\"\ndata_dir = {:?}\n",
+                    root.join("abs").display().to_string()
+                ),
             )
             .unwrap();
-            fs::write(root.join("env.toml"), "data_dir = \"env-data\"\n").unwrap();
+            fs::write(
+                root.join("env.toml"),
+                "node = \"n\"\ndata_dir = \"env-data\"\n",
+            )
+            .unwrap();
             fs::create_dir(root.join("data")).unwrap();
             fs::write(root.join("data/api.token"), "  config-token\n").unwrap();
             fs::write(root.join("flag.token"), "flag-token\n").unwrap();
@@ -361,7 +319,7 @@ mod tests {
         let w = World::new();
         fs::write(
             w.p("tf.toml"),
-            "data_dir = \"data\"\ntoken_file = \"keys/t\"\n",
+            "node = \"n\"\ndata_dir = \"data\"\ntoken_file = \"keys/t\"\n",
         )
         .unwrap();
         fs::create_dir(w.p("keys")).unwrap();
@@ -416,7 +374,7 @@ mod tests {
         fs::write(w.p("bad.toml"), "node = \"n1\"\ndata_dir = [\n").unwrap();
         fs::write(w.p("nodir.toml"), "node = \"n1\"\n").unwrap();
         for (file, what) in [
-            ("bad.toml", "line 2"),
+            ("bad.toml", "bad.toml:2:"),
             ("nodir.toml", "data_dir"),
             ("missing.toml", "missing.toml"),
         ] {

@@ -1,16 +1,19 @@
-//! `nm-daemon --config FILE`: the node manager of one node. Reads `nm.toml`, recovers and starts
-//! its servers, serves the API on TCP and on `data_dir/nm.sock`, and runs in the foreground until
-//! SIGTERM/SIGINT (servers keep running) or `nm-cli shutdown`.
+//! `nm-daemon --config FILE`: the node manager of one node. Reads `nm.toml`, runs the node
+//! (`nm_node::Node`: servers, HA manager, standby pair, API) in the foreground until SIGTERM or
+//! SIGINT (servers keep running) or `nm-cli shutdown`, and maps how it ended to an exit status.
+//! Everything else lives in the `nm-node` crate.
 
-mod api;
-mod config;
-mod daemon;
-mod logview;
+mod log;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
+use nm_node::config::{self, NodeConfig};
+use nm_node::standby::Watched;
+use nm_node::{Node, NodeExit, Origin, StartOptions, StopReason};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// The nm node manager daemon.
 #[derive(Debug, Parser)]
@@ -32,9 +35,6 @@ struct Args {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a failure at start-up (data dir, address in use, another daemon running).
 const EXIT_START: u8 = 1;
-/// The exit status of an HA reset (seed 004): the HA-managed servers were killed, the smith log
-/// says why. A service manager should restart the daemon (the node rejoins as secondary).
-pub(crate) const EXIT_HA_RESET: u8 = 86;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("nm-daemon: {e}");
+            if let Some(excerpt) = e.excerpt() {
+                eprintln!("{excerpt}");
+            }
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -53,22 +56,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     if args.check {
-        let ha = cfg.ha.as_ref().map_or_else(String::new, |h| {
-            format!(
-                ", HA pair with {:?} at {} ({} HA-managed)",
-                h.peer,
-                h.peer_address,
-                h.servers.len()
-            )
-        });
-        println!(
-            "{}: ok (node {:?}, {} server{}, data_dir {}{ha})",
-            cfg.path.display(),
-            cfg.node,
-            cfg.servers.len(),
-            if cfg.servers.len() == 1 { "" } else { "s" },
-            cfg.data_dir.display()
-        );
+        println!("{}", summary(&cfg));
         return ExitCode::SUCCESS;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -81,11 +69,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    match rt.block_on(daemon::run(cfg, args.standby)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<daemon::HaResetExit>().is_some() => {
-            eprintln!("nm-daemon: {e:#}");
-            ExitCode::from(EXIT_HA_RESET)
+    match rt.block_on(run(cfg, args.standby)) {
+        Ok(NodeExit::Stopped) => ExitCode::SUCCESS,
+        Ok(NodeExit::HaReset(why)) => {
+            eprintln!("nm-daemon: HA reset: {why}");
+            ExitCode::from(nm_node::EXIT_HA_RESET)
         }
         Err(e) => {
             eprintln!("nm-daemon: {e:#}");
@@ -94,13 +82,80 @@ fn main() -> ExitCode {
     }
 }
 
-/// The daemon's one monotonic clock read (tokio's).
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
+/// `--check`'s one line.
+fn summary(cfg: &NodeConfig) -> String {
+    let ha = cfg.ha.as_ref().map_or_else(String::new, |h| {
+        let n = h.servers.len();
+        format!(
+            ", HA pair with {:?} at {} ({n} HA-managed)",
+            h.peer, h.peer_address
+        )
+    });
+    let n = cfg.servers.len();
+    format!(
+        "{}: ok (node {:?}, {n} server{}, data_dir {}{ha})",
+        cfg.path.display(),
+        cfg.node,
+        if n == 1 { "" } else { "s" },
+        cfg.data_dir.display()
+    )
 }
 
-/// Wall-clock time, for people.
-pub(crate) fn wall_now() -> std::time::SystemTime {
-    supervisor_core::driver::wall_now()
+/// The active (a normal start) or, with `standby`, a standby that watches the active and
+/// becomes it at a takeover.
+async fn run(cfg: NodeConfig, standby: bool) -> anyhow::Result<NodeExit> {
+    let origin = if standby {
+        // the standby's whole life (JEUS): it logs to `<node>_standby.log` until its takeover
+        let log = log::LogFile::init(&cfg, &nm_node::standby_log_path(&cfg), false)?;
+        let origin = match nm_node::standby::watch(&cfg).await? {
+            Watched::Left => return Ok(NodeExit::Stopped),
+            Watched::TookOver(origin) => origin,
+        };
+        if let Err(e) = log.switch(&cfg.data_dir.join("nm.log")) {
+            // keep serving: the servers need a node manager more than the log needs its file
+            tracing::error!("{e:#}; the active keeps logging here");
+        }
+        if let Origin::Takeover(t) = &origin {
+            let from = t
+                .info
+                .from_pid
+                .map_or_else(|| "an unknown process".into(), |p| format!("pid {p}"));
+            tracing::warn!(
+                pid = std::process::id(),
+                takeovers = t.takeovers,
+                "took over from the active node manager ({from}, {}); takeover #{}",
+                t.info.reason,
+                t.takeovers
+            );
+        }
+        origin
+    } else {
+        let lock = nm_node::claim_data_dir(&cfg)?;
+        log::LogFile::init(&cfg, &cfg.data_dir.join("nm.log"), true)?;
+        Origin::Fresh(lock)
+    };
+    serve(cfg, origin).await
+}
+
+/// Runs the node until a signal or a request from inside stops it.
+async fn serve(cfg: NodeConfig, origin: Origin) -> anyhow::Result<NodeExit> {
+    // Signals first: from here on SIGTERM/SIGINT is an orderly stop of the pair, never a
+    // default-action death that the standby would take for a crash.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let takeover = matches!(origin, Origin::Takeover(_));
+    let mut node = Node::start_with(cfg, origin, StartOptions::default()).await?;
+    let mut notify = vec![sd_notify::NotifyState::Ready];
+    if takeover {
+        // the service manager's main PID is now us (needs NotifyAccess=all)
+        notify.push(sd_notify::NotifyState::MainPid(std::process::id()));
+    }
+    let _ = sd_notify::notify(&notify);
+    let reason = tokio::select! {
+        _ = sigterm.recv() => StopReason::Signal("SIGTERM"),
+        _ = sigint.recv() => StopReason::Signal("SIGINT"),
+        why = node.stop_requested() => why,
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    Ok(node.shutdown(reason).await?)
 }

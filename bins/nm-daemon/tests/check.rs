@@ -39,3 +39,34 @@ fn a_missing_config_file_is_a_one_line_error_with_exit_2() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/nm.toml"), "{stderr}");
 }
+
+#[test]
+fn a_bad_value_is_one_line_with_its_position_then_the_line_and_a_caret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("nm.toml");
+    std::fs::write(
+        &cfg,
+        "node = \"n\"\ndata_dir = \"d\"\n[[server]]\nname = \"web\"\ncommand = [\"w\"]\nrestart_interval = \"soon\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_nm-daemon"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].contains("nm.toml:6:20: "), "{stderr}");
+    assert_eq!(
+        lines[1].trim(),
+        "6 | restart_interval = \"soon\"",
+        "{stderr}"
+    );
+    assert!(
+        lines[2].ends_with("|                    ^^^^^^"),
+        "{stderr}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The `[ha]` section (seed 004, the two-node HA pair) and `cluster_key_file`.
+//! The `[ha]` section (the StorNext HA Manager's two-node HA pair) and `cluster_key_file`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,33 +22,33 @@ const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The HA pair's settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HaSettings {
+pub struct HaSettings {
     /// The cluster key file (`cluster_key_file`), absolute; both nodes hold the same key.
-    pub(crate) key_file: PathBuf,
+    pub key_file: PathBuf,
     /// The peer's node name (not this node's).
-    pub(crate) peer: String,
+    pub peer: String,
     /// The peer's `[ha] listen` address.
-    pub(crate) peer_address: SocketAddr,
+    pub peer_address: SocketAddr,
     /// Where this node listens for its peer (default: every address, the peer's port).
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// The HA-managed servers: configured `[[server]]` names; they run on the primary only.
-    pub(crate) servers: Vec<String>,
+    pub servers: Vec<String>,
     /// The fence command (argv); exit status 0 certifies the peer powered off.
-    pub(crate) fence_command: Vec<String>,
+    pub fence_command: Vec<String>,
     /// Wait this long after losing the peer before fencing it (default 0; set on one node).
-    pub(crate) fence_delay: Duration,
+    pub fence_delay: Duration,
     /// A fence command still running after this long has failed (default 60 s).
-    pub(crate) fence_timeout: Duration,
+    pub fence_timeout: Duration,
     /// After a failed fence, try again after this long (default 5 s).
-    pub(crate) fence_retry: Duration,
+    pub fence_retry: Duration,
     /// State exchange interval (default 500 ms).
-    pub(crate) heartbeat: Duration,
+    pub heartbeat: Duration,
     /// A peer silent this long does not communicate (default 3 s, at least twice `heartbeat`).
-    pub(crate) peer_timeout: Duration,
+    pub peer_timeout: Duration,
     /// The HA-managed servers must be `RUNNING` within this, or the start failed (default 60 s).
-    pub(crate) start_timeout: Duration,
+    pub start_timeout: Duration,
     /// Run at an HA reset after the HA-managed servers are killed (default: none).
-    pub(crate) reset_command: Option<Vec<String>>,
+    pub reset_command: Option<Vec<String>>,
 }
 
 /// `[ha]` as written.
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn a_minimal_ha_section_gets_the_defaults() {
         let cfg = with_ha(&format!("{MIN}servers = [\"db\"]\n")).unwrap();
-        let ha = cfg.ha.unwrap();
+        let ha = cfg.ha.clone().unwrap();
         assert_eq!(ha.key_file, PathBuf::from("/etc/nm/cluster.key"));
         assert_eq!(ha.peer, "node2");
         assert_eq!(ha.listen, "0.0.0.0:5560".parse().unwrap());
@@ -299,19 +299,17 @@ mod tests {
             (DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Duration::ZERO)
         );
         assert_eq!(ha.reset_command, None);
-        // HA-managed servers are started by the HA manager only
-        let db = cfg
-            .servers
-            .iter()
-            .find(|s| s.name.as_str() == "db")
-            .unwrap();
-        assert!(!db.auto_start);
-        let web = cfg
-            .servers
-            .iter()
-            .find(|s| s.name.as_str() == "web")
-            .unwrap();
-        assert!(web.auto_start);
+        // as written: the rules, not the reader, keep HA-managed servers from starting alone
+        assert!(cfg.servers.iter().all(|s| s.auto_start));
+        let run = crate::rules::supervised_servers(&cfg);
+        let auto = |name: &str| {
+            run.iter()
+                .find(|s| s.name.as_str() == name)
+                .unwrap()
+                .auto_start
+        };
+        assert!(!auto("db"), "HA-managed: started by the HA manager only");
+        assert!(auto("web"));
     }
 
     #[test]

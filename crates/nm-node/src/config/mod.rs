@@ -6,8 +6,8 @@
 //! `FILE:LINE:COLUMN: message`, naming the offending key or value. Nothing is created or touched
 //! on disk here: the data directory is only named, not made.
 //!
-//! Items are `pub(crate)`, not `pub`: this module lives in the nm-daemon binary, where `pub` trips
-//! the workspace `unreachable_pub` lint. They are documented as if public all the same.
+//! This is the one reader of `nm.toml`: `nm-daemon` runs a node from it, `nm-daemon --check`
+//! validates with it, and `nm-cli --config FILE` finds the daemon's socket and token through it.
 
 mod ha;
 
@@ -27,51 +27,53 @@ use toml::de::{DeTable, DeValue};
 /// A node's configuration, checked and complete: what `nm.toml` says, with every default filled
 /// in and every relative path resolved against the directory of the file.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NodeConfig {
+pub struct NodeConfig {
     /// The file it came from, absolute.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// This node's name: 1 to 64 characters from `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
-    pub(crate) node: String,
+    pub node: String,
     /// The data directory, absolute: state, logs, sockets, keys. It may not exist yet.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Where the HTTP API listens (default `127.0.0.1:5556`).
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// The API bearer token file, absolute. `None`: the daemon uses `data_dir/api.token` and
     /// generates it when it is missing.
-    pub(crate) token_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
     /// Recover servers from their lock files at daemon start: adopt those still running, restart
     /// those that died while meant to run (WebLogic `CrashRecoveryEnabled`, default on). Off: lock
     /// files are ignored and `auto_start` servers are started afresh.
-    pub(crate) crash_recovery: bool,
+    pub crash_recovery: bool,
     /// How the daemon writes its own log (default [`LogFormat::Human`]).
-    pub(crate) log_format: LogFormat,
+    pub log_format: LogFormat,
     /// The daemon's log level: one of `error`, `warn`, `info`, `debug`, `trace` (default `info`).
-    pub(crate) log_level: String,
-    /// The `[[server]]` tables in file order: names unique, `cwd` absolute, `user` known.
-    pub(crate) servers: Vec<Arc<ServerSpec>>,
+    pub log_level: String,
+    /// The `[[server]]` tables in file order, as written: names unique, `cwd` absolute, `user`
+    /// known. What the supervisor runs is [`crate::rules::supervised_servers`] of this (HA-managed
+    /// servers never start by themselves).
+    pub servers: Vec<Arc<ServerSpec>>,
     /// Node manager replication (`standby_port`): `None` runs no standby.
-    pub(crate) standby: Option<StandbyConfig>,
+    pub standby: Option<StandbyConfig>,
     /// The two-node HA pair (`[ha]`): `None` is a node without HA.
-    pub(crate) ha: Option<HaSettings>,
+    pub ha: Option<HaSettings>,
 }
 
-pub(crate) use ha::HaSettings;
+pub use ha::HaSettings;
 
 /// The active/standby pair's settings: `standby_port`, `standby_heartbeat`, `standby_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StandbyConfig {
+pub struct StandbyConfig {
     /// The loopback port of the standby link (1-65535, not the API's).
-    pub(crate) port: u16,
+    pub port: u16,
     /// How often each side sends a heartbeat (default 500 ms).
-    pub(crate) heartbeat: Duration,
+    pub heartbeat: Duration,
     /// Silence after which a side fences the other (default 3 s, at least twice the heartbeat).
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
 }
 
 /// The format of the daemon's own log lines, `log_format` in `nm.toml`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Readable text lines (`"human"`, the default).
     #[default]
     Human,
@@ -86,7 +88,7 @@ pub(crate) enum LogFormat {
 /// of the line, so `{}` and anyhow's `{:#}` print the same.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     /// The file could not be read (missing, a directory, no permission), or its path could not be
     /// made absolute.
     #[error("{}: cannot read: {reason}", path.display())]
@@ -129,10 +131,8 @@ impl ConfigError {
     ///    5 | restart_interval = "soon"
     ///      |                    ^^^^^^
     /// ```
-    // Allowed: main.rs is written separately and may not print excerpts yet.
-    #[allow(dead_code)]
     #[must_use]
-    pub(crate) fn excerpt(&self) -> Option<&str> {
+    pub fn excerpt(&self) -> Option<&str> {
         match self {
             Self::Invalid { excerpt, .. } => Some(excerpt),
             Self::Unreadable { .. } | Self::Incomplete { .. } => None,
@@ -145,7 +145,7 @@ impl ConfigError {
 /// # Errors
 /// [`ConfigError::Unreadable`] when the file cannot be read; otherwise as [`parse`] (a file that
 /// is not UTF-8 is [`ConfigError::Invalid`] at its first bad byte).
-pub(crate) fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
     let bytes = std::fs::read(path).map_err(|e| ConfigError::Unreadable {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -173,7 +173,7 @@ pub(crate) fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
 /// [`ConfigError::Invalid`] for a syntax error, an unknown key, a bad value, a duplicate server
 /// name or an unknown user; [`ConfigError::Incomplete`] when `node` or `data_dir` is missing;
 /// [`ConfigError::Unreadable`] when `path` cannot be made absolute.
-pub(crate) fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
     let abs_path = std::path::absolute(path).map_err(|e| ConfigError::Unreadable {
         path: path.to_owned(),
         reason: format!("cannot make the path absolute: {e}"),
@@ -356,15 +356,7 @@ impl Checker<'_> {
             .map(|s| s.get_ref().name.as_str().to_owned())
             .collect();
         let ha = self.ha(&raw, node, listen, standby, &names);
-        let mut servers = self.servers(raw.servers);
-        if let Some(ha) = &ha {
-            // seed 004: the HA manager alone starts them, on the primary only
-            for s in &mut servers {
-                if ha.servers.iter().any(|n| n == s.name.as_str()) {
-                    Arc::make_mut(s).auto_start = false;
-                }
-            }
-        }
+        let servers = self.servers(raw.servers);
         NodeConfig {
             path,
             node: node.clone(),

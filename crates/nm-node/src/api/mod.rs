@@ -13,41 +13,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nm_api::{
-    CommandQuery, CommandReply, ErrorBody, LogQuery, LogStream, NodeStatus, Role, ServerInfo,
-    ShutdownReply, ShutdownRequest, StandbyStatus,
+    CommandQuery, CommandReply, ErrorBody, LogQuery, LogStream, NodeStatus, ServerInfo,
+    ShutdownReply, ShutdownRequest,
 };
 use subtle::ConstantTimeEq;
-use supervisor_core::{
-    Accepted, Command, CommandError, ServerName, ServerState, ServerStatus, SupervisorHandle,
-};
+use supervisor_core::{Accepted, Command, CommandError, ServerName, ServerState, ServerStatus};
 use tokio::sync::mpsc;
 
-use crate::logview;
+use crate::node::{NodeHandle, Refusal};
+
+mod logview;
+mod metrics;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) node: String,
-    pub(crate) pid: i32,
-    pub(crate) started_at: SystemTime,
-    pub(crate) data_dir: std::path::PathBuf,
-    /// `<node>_standby.log` when `standby_port` is set.
-    pub(crate) standby_log: Option<std::path::PathBuf>,
-    pub(crate) listen: String,
-    pub(crate) sup: SupervisorHandle,
-    /// The active/standby pair, when `standby_port` is set and its port could be bound.
-    pub(crate) pair: Option<replication::driver::ActiveHandle>,
-    /// The takeover that made this process the active.
-    pub(crate) last_takeover: Option<nm_api::TakeoverInfo>,
+    /// The node.
+    pub(crate) node: NodeHandle,
     pub(crate) token: Arc<String>,
-    /// Asks main to shut down (after the reply is sent).
+    /// Asks the node to shut down (after the reply is sent).
     pub(crate) shutdown: mpsc::Sender<ShutdownRequest>,
     pub(crate) shutdown_done:
         Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownReply>>>>,
-    /// The HA pair's manager, when `[ha]` is configured.
-    pub(crate) ha: Option<ha_modes::driver::HaHandle>,
-    /// The HA-managed servers (empty without `[ha]`).
-    pub(crate) ha_servers: Arc<Vec<String>>,
+}
+
+/// Serves `router` on `listener` until `stop` turns true.
+pub(crate) fn serve<L>(
+    listener: L,
+    router: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    )
 }
 
 /// The routes; `authenticated` adds the bearer-token check (TCP).
@@ -148,50 +154,13 @@ pub(crate) fn server_info(s: &ServerStatus) -> ServerInfo {
 }
 
 async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
-    let snap = st.sup.snapshot();
-    let mut servers = std::collections::BTreeMap::new();
-    for s in snap.servers.values() {
-        *servers.entry(s.view.state.as_str().to_owned()).or_insert(0) += 1;
-    }
-    let uptime = crate::wall_now()
-        .duration_since(st.started_at)
-        .unwrap_or_default();
-    let pair = st
-        .pair
-        .as_ref()
-        .map(replication::driver::ActiveHandle::status);
-    Json(NodeStatus {
-        node: st.node.clone(),
-        pid: st.pid,
-        role: Role::Active,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: rfc3339(st.started_at),
-        uptime_secs: uptime.as_secs(),
-        data_dir: st.data_dir.display().to_string(),
-        listen: st.listen.clone(),
-        standby_pid: pair.and_then(|p| p.standby.pid),
-        takeovers: pair.map_or(0, |p| p.takeovers),
-        standby: pair.map(|p| StandbyStatus {
-            pid: p.standby.pid,
-            state: p.standby.state.as_str().to_owned(),
-            uptime_secs: p.standby.pid.map(|_| {
-                crate::now()
-                    .saturating_duration_since(p.standby.since)
-                    .as_secs()
-            }),
-            launches: p.standby.launches,
-            port: p.port,
-            rejected_frames: p.rejected,
-        }),
-        last_takeover: st.last_takeover.clone(),
-        ha: st.ha.as_ref().map(ha_modes::driver::HaHandle::report),
-        servers,
-    })
+    Json(st.node.status())
 }
 
 async fn list(State(st): State<AppState>) -> Json<Vec<ServerInfo>> {
     Json(
-        st.sup
+        st.node
+            .sup
             .snapshot()
             .servers
             .values()
@@ -210,9 +179,35 @@ impl IntoResponse for ApiError {
 }
 
 fn find(st: &AppState, name: &str) -> Result<ServerStatus, ApiError> {
-    let no = || ApiError(StatusCode::NOT_FOUND, format!("no server named {name:?}"));
-    let key = ServerName::new(name).map_err(|_| no())?;
-    st.sup.snapshot().servers.get(&key).cloned().ok_or_else(no)
+    let snap = st.node.sup.snapshot();
+    if let Some(s) = ServerName::new(name)
+        .ok()
+        .and_then(|k| snap.servers.get(&k))
+    {
+        return Ok(s.clone());
+    }
+    let names = snap.servers.keys().map(ServerName::as_str);
+    let hint = nearest(name, names).map_or_else(String::new, |n| format!(" (did you mean {n:?}?)"));
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no server named {name:?}{hint}"),
+    ))
+}
+
+/// The configured name closest to a mistyped one, if any is close: edits (insertions,
+/// deletions, substitutions, swaps of neighbours, case ignored) touch at most 40 % of it.
+fn nearest<'a>(given: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let given = given.to_lowercase();
+    names
+        .map(|n| {
+            (
+                strsim::normalized_damerau_levenshtein(&given, &n.to_lowercase()),
+                n,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
 }
 
 async fn one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
@@ -249,21 +244,6 @@ async fn command(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    // seed 004: an HA-managed server runs on the primary only
-    if matches!(command, Command::Start | Command::Restart | Command::Resume)
-        && st.ha_servers.contains(&name)
-        && !st
-            .ha
-            .as_ref()
-            .is_some_and(ha_modes::driver::HaHandle::is_primary)
-    {
-        return err(
-            StatusCode::CONFLICT,
-            format!(
-                "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
-            ),
-        );
-    }
     let wait = match q.wait {
         Some(w) if w.is_finite() && w > 0.0 => Some(Duration::from_secs_f64(w.min(3600.0))),
         Some(w) if !w.is_finite() || w < 0.0 => {
@@ -274,19 +254,15 @@ async fn command(
         }
         _ => None,
     };
-    let mut watch = st.sup.subscribe();
-    let accepted = match st.sup.command(&name, command).await {
+    let mut watch = st.node.sup.subscribe();
+    let accepted = match st.node.command(&name, command).await {
         Ok(Ok(a)) => a,
         Ok(Err(e @ CommandError::NoSuchServer(_))) => {
             return err(StatusCode::NOT_FOUND, e.to_string());
         }
         Ok(Err(e)) => return err(StatusCode::CONFLICT, e.to_string()),
-        Err(_) => {
-            return err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "nm-daemon is shutting down".into(),
-            );
-        }
+        Err(e @ Refusal::NotPrimary(_)) => return err(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let key = before.view.name.clone();
     let settled = |s: &ServerStatus| settled(command, before.view.generation, s);
@@ -388,8 +364,13 @@ async fn nm_log(
         Err(e) => return bad_query(&e),
     };
     let path = if q.standby {
-        match &st.standby_log {
-            Some(p) => p.clone(),
+        match st
+            .node
+            .cfg
+            .standby
+            .map(|_| crate::standby_log_path(&st.node.cfg))
+        {
+            Some(p) => p,
             None => {
                 return err(
                     StatusCode::NOT_FOUND,
@@ -398,7 +379,7 @@ async fn nm_log(
             }
         }
     } else {
-        st.data_dir.join("nm.log")
+        st.node.cfg.data_dir.join("nm.log")
     };
     logview::serve(path, q.tail, q.follow).await
 }
@@ -442,123 +423,17 @@ async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Respon
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    use prometheus_client::encoding::EncodeLabelSet;
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
-    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-    struct ServerLabel {
-        server: String,
+    match metrics::render(&st.node) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-    struct StateLabel {
-        state: String,
-    }
-    let mut reg = prometheus_client::registry::Registry::with_prefix("nm");
-    let up = Family::<ServerLabel, Gauge>::default();
-    let restarts = Family::<ServerLabel, Gauge>::default();
-    let states = Family::<StateLabel, Gauge>::default();
-    for s in ServerState::ALL {
-        states
-            .get_or_create(&StateLabel {
-                state: s.as_str().to_owned(),
-            })
-            .set(0);
-    }
-    for s in st.sup.snapshot().servers.values() {
-        let l = ServerLabel {
-            server: s.view.name.to_string(),
-        };
-        up.get_or_create(&l)
-            .set(i64::from(s.view.state == ServerState::Running));
-        restarts
-            .get_or_create(&l)
-            .set(i64::from(s.view.restart_count));
-        states
-            .get_or_create(&StateLabel {
-                state: s.view.state.as_str().to_owned(),
-            })
-            .inc();
-    }
-    reg.register("server_up", "1 when the server is RUNNING", up);
-    reg.register(
-        "server_restarts",
-        "restarts by nm since the last operator start",
-        restarts,
-    );
-    reg.register("servers", "servers in each state", states);
-    // one gauge for a count or a flag
-    let gauge = |v: u64| {
-        let g = Gauge::<i64>::default();
-        g.set(i64::try_from(v).unwrap_or(i64::MAX));
-        g
-    };
-    if let Some(pair) = st
-        .pair
-        .as_ref()
-        .map(replication::driver::ActiveHandle::status)
-    {
-        let attached = pair.standby.state == replication::core::StandbyState::Attached;
-        reg.register(
-            "standby_up",
-            "1 when a standby node manager watches this active",
-            gauge(u64::from(attached)),
-        );
-        reg.register(
-            "takeovers",
-            "takeovers by a standby since the node manager pair started",
-            gauge(pair.takeovers),
-        );
-        reg.register(
-            "standby_launches",
-            "standby node managers this active has launched",
-            gauge(pair.standby.launches),
-        );
-        reg.register(
-            "standby_link_rejected",
-            "standby-link frames and handshakes dropped for failing authentication or decoding",
-            gauge(pair.rejected),
-        );
-    }
-    if let Some(ha) = &st.ha {
-        let r = ha.report();
-        reg.register(
-            "ha_primary",
-            "1 when this node runs the HA-managed servers",
-            gauge(u64::from(r.local.status == Some(ha_modes::Status::Primary))),
-        );
-        reg.register(
-            "ha_peer_communicating",
-            "1 when the HA peer communicates",
-            gauge(u64::from(r.communicating)),
-        );
-        reg.register(
-            "ha_state_prohibited",
-            "1 while the pair is in one of the seed's prohibited states",
-            gauge(u64::from(r.verdict == ha_modes::Verdict::Prohibited)),
-        );
-        reg.register(
-            "ha_idle_failed_startup",
-            "1 while starts are blocked after a failed start (ha clear lifts it)",
-            gauge(u64::from(r.local.ha_idle_failed_startup == Some(true))),
-        );
-        reg.register(
-            "ha_link_rejected",
-            "HA-link frames and handshakes dropped for failing authentication or decoding",
-            gauge(r.rejected_frames),
-        );
-    }
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &reg) {
-        return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
 
 /// `GET /v1/ha`: both nodes' modes and statuses (after an exchange with the peer).
@@ -599,9 +474,9 @@ async fn ha_mode(State(st): State<AppState>, Path(mode): Path<String>) -> Respon
 
 async fn ha_run(st: &AppState, cmd: ha_modes::driver::PairCommand) -> Response {
     use ha_modes::driver::{HaError, PairCommand};
-    let Some(ha) = &st.ha else {
+    let Some(ha) = &st.node.ha else {
         if cmd == PairCommand::Status {
-            let report = ha_modes::HaReport::unconfigured(&st.node);
+            let report = ha_modes::HaReport::unconfigured(&st.node.cfg.node);
             return Json(ha_modes::HaReply {
                 steps: vec![],
                 report,
@@ -620,5 +495,20 @@ async fn ha_run(st: &AppState, cmd: ha_modes::driver::PairCommand) -> Response {
             err(StatusCode::INTERNAL_SERVER_ERROR, format!("failed: {why}"))
         }
         Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest;
+
+    #[test]
+    fn a_mistyped_server_name_gets_the_nearest_configured_one() {
+        let names = ["web", "ticker", "flaky"];
+        assert_eq!(nearest("wbe", names.into_iter()), Some("web"));
+        assert_eq!(nearest("tikcer", names.into_iter()), Some("ticker"));
+        assert_eq!(nearest("WEB", names.into_iter()), Some("web"));
+        assert_eq!(nearest("database", names.into_iter()), None);
+        assert_eq!(nearest("web", std::iter::empty()), None);
     }
 }

@@ -61,6 +61,9 @@ pub enum NodeError {
     /// The supervisor could not start (data directory, lock files, inotify).
     #[error("cannot start the supervisor")]
     Supervisor(#[source] supervisor_core::driver::DriverError),
+    /// A standby found no data directory: the active node manager creates it.
+    #[error("data directory {} does not exist: the active node manager creates it", .0.display())]
+    NoDataDir(PathBuf),
     /// `--standby` without `standby_port` in the config.
     #[error("the standby node manager needs standby_port in {}", .0.display())]
     NoStandbyPort(PathBuf),

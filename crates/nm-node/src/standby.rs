@@ -31,10 +31,7 @@ pub async fn watch(cfg: &NodeConfig) -> Result<Watched, NodeError> {
         .standby
         .ok_or_else(|| NodeError::NoStandbyPort(cfg.path.clone()))?;
     if !cfg.data_dir.is_dir() {
-        return Err(NodeError::Key(format!(
-            "data directory {} does not exist: the active node manager creates it",
-            cfg.data_dir.display()
-        )));
+        return Err(NodeError::NoDataDir(cfg.data_dir.clone()));
     }
     let key = files::read_standby_key(&cfg.data_dir)?;
     tracing::info!(

@@ -96,7 +96,7 @@ pub(super) fn render(node: &NodeHandle) -> Result<String, std::fmt::Error> {
         );
         reg.register(
             "ha_state_prohibited",
-            "1 while the pair is in one of the seed's prohibited states",
+            "1 while the pair is in a state the HA mode discipline prohibits (docs/ha.md)",
             gauge(u64::from(r.verdict == ha_modes::Verdict::Prohibited)),
         );
         reg.register(

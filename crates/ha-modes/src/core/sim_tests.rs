@@ -114,12 +114,18 @@ impl Sim {
         let peer = if i == 0 { "node2" } else { "node1" };
         n.ha = Some(Ha::new(
             t,
-            n.name,
-            peer,
-            n.incarnation,
-            n.disk,
-            n.running,
-            Self::timing(i),
+            HaInit {
+                node: n.name.into(),
+                peer: peer.into(),
+                incarnation: n.incarnation,
+                record: n.disk,
+                servers: if n.running {
+                    Observed::Up
+                } else {
+                    Observed::Down
+                },
+                timing: Self::timing(i),
+            },
         ));
         self.settle();
     }

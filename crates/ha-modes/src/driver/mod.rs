@@ -17,11 +17,11 @@ use supervisor_core::SupervisorHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use crate::core::{Action, Ha, Op, PeerState, Timing};
+use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
-pub use servers::{any_up, kill_all};
+pub use servers::{any_up, kill_all, observe};
 
 use link::{LinkConfig, Outgoing, Reply, Request};
 
@@ -137,8 +137,8 @@ pub(crate) enum Event {
     Sync(oneshot::Sender<()>),
     Started(Result<(), String>),
     Stopped(Result<(), String>),
-    /// The supervisor's snapshot changed: whether an HA-managed server runs (or may) here.
-    Observed(bool),
+    /// The supervisor's snapshot changed what it shows of the HA-managed servers here.
+    Observed(Observed),
     Fenced(Result<(), String>),
     /// A frame or handshake that failed authentication or decoding: dropped, counted.
     Rejected(String),
@@ -174,10 +174,20 @@ pub fn start(
     let incarnation = nm_wire::frame::nonce()
         .map(|n| u64::from_be_bytes(n[..8].try_into().expect("8 bytes")))
         .map_err(StartError::Random)?;
-    let up = servers::any_up(&sup.snapshot(), &cfg.servers);
+    let observed = servers::observe(&sup.snapshot(), &cfg.servers);
     let t = now();
-    let core = Ha::new(t, &cfg.node, &cfg.peer, incarnation, record, up, cfg.timing);
-    if up {
+    let core = Ha::new(
+        t,
+        HaInit {
+            node: cfg.node.clone(),
+            peer: cfg.peer.clone(),
+            incarnation,
+            record,
+            servers: observed,
+            timing: cfg.timing,
+        },
+    );
+    if observed.may_run() {
         tracing::info!("HA-managed servers run here: this node is primary");
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -228,7 +238,7 @@ pub fn start(
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let up = servers::any_up(&snaps.borrow_and_update(), &names);
+                let up = servers::observe(&snaps.borrow_and_update(), &names);
                 if last != Some(up) {
                     last = Some(up);
                     if ev.send(Event::Observed(up)).is_err() {
@@ -652,7 +662,7 @@ impl Driver {
                 self.core.on_servers_stopped(t, r);
             }
             Event::Observed(up) => {
-                if up && !self.core.is_primary() {
+                if up.may_run() && !self.core.is_primary() {
                     tracing::warn!(
                         "an HA-managed server runs here (or may: UNKNOWN): this node is primary"
                     );

@@ -22,6 +22,7 @@
 //!    silent peer, or (c) when the operator certified the peer `peerdown`.
 
 mod ops;
+pub mod plan;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

@@ -17,6 +17,7 @@ use supervisor_core::SupervisorHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
+use crate::core::plan::{self, OnFailedStart, Side, Step};
 use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
@@ -314,8 +315,18 @@ impl HaHandle {
         let mut steps = vec![];
         let done = match cmd {
             PairCommand::Status => Ok(()),
-            PairCommand::Start => self.pair_start(&mut steps).await,
-            PairCommand::Stop => self.pair_stop(&mut steps).await,
+            PairCommand::Start => match plan::plan_start(&self.report()) {
+                Ok(plan) => self.carry_out(plan, &mut steps).await,
+                Err(refused) => Err(HaError::Refused(refused.0)),
+            },
+            PairCommand::Stop => match plan::plan_stop(&self.report()) {
+                Ok(plan) => {
+                    let done = self.carry_out(plan, &mut steps).await;
+                    self.sync().await;
+                    done
+                }
+                Err(refused) => Err(HaError::Refused(refused.0)),
+            },
             PairCommand::Config => self.local(Op::Mode(Mode::Config), &mut steps).await,
             PairCommand::Clear => self.local(Op::Clear, &mut steps).await,
             PairCommand::ForceSmith => self.local(Op::ForceSmith, &mut steps).await,
@@ -413,45 +424,37 @@ impl HaHandle {
         }
     }
 
-    /// seed 004 `start`: stop each node where needed, both to default, this node first (primary),
-    /// then the peer (secondary).
-    async fn pair_start(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let r = self.report();
-        // refuse before touching anything: stopping a healthy primary to then find that this
-        // node cannot start would leave the pair with no primary
-        if r.local.ha_idle_failed_startup == Some(true) {
-            return Err(HaError::Refused(
-                "ha_idle_failed_startup is set: a start of the HA-managed servers failed; fix the cause, then run `nm-cli ha clear`".into(),
-            ));
+    /// Carries out a plan of [`crate::core::plan`]: each step in turn, waiting where it says.
+    async fn carry_out(&self, plan: Vec<Step>, steps: &mut Vec<String>) -> Result<(), HaError> {
+        for step in plan {
+            match step {
+                Step::Run(Side::Local, op) => self.local(op, steps).await?,
+                Step::Run(Side::Peer, op) => self.remote(op, steps).await?,
+                Step::ToDefault(side) => {
+                    self.refresh().await;
+                    if step.needs_default(&self.report()) {
+                        match side {
+                            Side::Local => self.local(Op::Mode(Mode::Default), steps).await?,
+                            Side::Peer => self.remote(Op::Mode(Mode::Default), steps).await?,
+                        }
+                    }
+                }
+                Step::Note(line) => steps.push(line),
+                Step::AwaitPrimary { on_failed_start } => {
+                    self.await_primary(on_failed_start, steps).await?;
+                }
+            }
         }
-        // the peer stops HA first (its servers too, if it is primary): once in default mode, a
-        // started peer (a locked one shows `stopped` but may be started) would claim the servers
-        // itself before this node starts
-        if r.communicating {
-            self.remote(Op::Stop, steps).await?;
-        }
-        // both to default: a node in single or config mode leaves it first (its peer must stay
-        // locked or certified until then), then the other
-        let local_first = matches!(r.local.mode, Mode::Single | Mode::Config);
-        if !local_first && r.communicating && r.peer.mode != Mode::Default {
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        }
-        if r.local.mode == Mode::Config && r.local.status == Some(Status::Primary) {
-            self.local(Op::Stop, steps).await?;
-        }
-        if r.local.mode != Mode::Default {
-            self.local(Op::Mode(Mode::Default), steps).await?;
-        }
-        if local_first && r.communicating && r.peer.mode != Mode::Default {
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        }
-        self.local(Op::Start, steps).await?;
-        if !r.communicating && r.peer.mode != Mode::Peerdown {
-            steps.push(format!(
-                "{}: the peer {} does not communicate: it is fenced before this node becomes primary",
-                self.node, self.peer
-            ));
-        }
+        Ok(())
+    }
+
+    /// [`Step::AwaitPrimary`]: until this node is primary with its servers started, or their
+    /// start failed.
+    async fn await_primary(
+        &self,
+        on_failed_start: OnFailedStart,
+        steps: &mut Vec<String>,
+    ) -> Result<(), HaError> {
         let mut report = self.report.clone();
         let done = report.wait_for(|r| {
             (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
@@ -473,7 +476,9 @@ impl HaHandle {
         if failed {
             // hand the servers back: the peer's HA starts again and, this node being blocked,
             // it becomes primary
-            if r.communicating && self.remote(Op::Start, steps).await.is_err() {
+            if on_failed_start == OnFailedStart::HandBackToPeer
+                && self.remote(Op::Start, steps).await.is_err()
+            {
                 tracing::error!(peer = %self.peer, "cannot restart HA on the peer after the failed start");
             }
             return Err(HaError::Failed(format!(
@@ -482,59 +487,6 @@ impl HaHandle {
             )));
         }
         steps.push(format!("{}: primary", self.node));
-        if r.communicating {
-            self.remote(Op::Start, steps).await?;
-        }
-        Ok(())
-    }
-
-    /// seed 004 `stop`: the secondary to locked, the primary to config and stopped, then both to
-    /// default with the HA-managed servers stopped. No HA reset.
-    async fn pair_stop(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let r = self.report();
-        if !r.communicating {
-            if r.peer.mode != Mode::Peerdown {
-                return Err(HaError::Refused(format!(
-                    "the peer {} does not communicate: `ha stop` stops both nodes and needs it; if it is powered off, certify it with `nm-cli ha peerdown`; to stop this node alone, `nm-cli ha mode locked`",
-                    self.peer
-                )));
-            }
-            self.local(Op::Stop, steps).await?;
-            if r.local.mode != Mode::Default {
-                self.local(Op::Mode(Mode::Default), steps).await?;
-            }
-            return Ok(());
-        }
-        let local_primary = r.local.status == Some(Status::Primary);
-        let peer_primary = r.peer.status == Some(Status::Primary);
-        if local_primary {
-            self.remote(Op::Mode(Mode::Locked), steps).await?;
-            self.local(Op::Mode(Mode::Config), steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.local(Op::Mode(Mode::Default), steps).await?;
-            self.remote(Op::Stop, steps).await?;
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        } else if peer_primary {
-            self.local(Op::Mode(Mode::Locked), steps).await?;
-            self.remote(Op::Mode(Mode::Config), steps).await?;
-            self.remote(Op::Stop, steps).await?;
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.local(Op::Mode(Mode::Default), steps).await?;
-        } else {
-            self.remote(Op::Stop, steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.refresh().await;
-            let r = self.report();
-            if r.local.mode != Mode::Default {
-                self.local(Op::Mode(Mode::Default), steps).await?;
-            }
-            self.refresh().await;
-            if self.report().peer.mode != Mode::Default {
-                self.remote(Op::Mode(Mode::Default), steps).await?;
-            }
-        }
-        self.sync().await;
         Ok(())
     }
 }

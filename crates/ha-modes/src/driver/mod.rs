@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use supervisor_core::SupervisorHandle;
+use supervisor_core::{Accepted, Command, CommandError, SupervisorHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
@@ -133,6 +133,13 @@ pub(crate) enum Event {
     Local {
         op: Op,
         reply: oneshot::Sender<Result<PeerState, String>>,
+    },
+    /// An operator's start, restart or resume of an HA-managed server: decided here, against
+    /// the core's own promote/demote decisions.
+    ServerCommand {
+        name: String,
+        command: Command,
+        reply: oneshot::Sender<Result<Result<Accepted, CommandError>, HaError>>,
     },
     /// Answer once everything before is handled and published.
     Sync(oneshot::Sender<()>),
@@ -302,6 +309,32 @@ impl HaHandle {
     #[must_use]
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Runs an operator's `command` on the HA-managed server `name` through the supervisor,
+    /// decided by the HA manager itself: a `Start`, `Restart` or `Resume` only while this node is
+    /// primary, checked and issued by the driver task before it handles anything else, so that no
+    /// promote or demote decision comes between the check and the command. Other commands
+    /// (`Stop`, `Kill`, `Suspend`) are passed through the same way.
+    ///
+    /// # Errors
+    /// [`HaError::Refused`] when this node is not primary (nothing was sent to the supervisor);
+    /// [`HaError::Gone`] when the HA manager or the supervisor has stopped. `Ok(Err(..))` is the
+    /// supervisor's own refusal.
+    pub async fn server_command(
+        &self,
+        name: &str,
+        command: Command,
+    ) -> Result<Result<Accepted, CommandError>, HaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::ServerCommand {
+                name: name.to_owned(),
+                command,
+                reply,
+            })
+            .map_err(|_| HaError::Gone)?;
+        rx.await.map_err(|_| HaError::Gone)?
     }
 
     /// Runs an `nm-cli ha` command (one at a time) and reports both nodes afterwards.
@@ -528,6 +561,9 @@ impl Driver {
             let deadline = self.core.next_deadline();
             tokio::select! {
                 ev = events.recv() => match ev {
+                    Some(Event::ServerCommand { name, command, reply }) => {
+                        let _ = reply.send(self.server_command(&name, command).await);
+                    }
                     Some(ev) => self.on_event(ev),
                     None => return HaExit::Stopped,
                 },
@@ -591,6 +627,10 @@ impl Driver {
             Event::Local { op, reply } => {
                 let _ = reply.send(self.command(t, op));
             }
+            Event::ServerCommand { reply, .. } => {
+                // handled by the run loop, which awaits the supervisor
+                let _ = reply.send(Err(HaError::Gone));
+            }
             Event::Sync(reply) => {
                 self.publish();
                 let _ = reply.send(());
@@ -637,6 +677,27 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// [`HaHandle::server_command`]: the supervisor's answer is awaited here, so the command is
+    /// in the supervisor's queue before any later decision of this core (e.g. a stop of the
+    /// HA-managed servers) sends its own commands.
+    async fn server_command(
+        &mut self,
+        name: &str,
+        command: Command,
+    ) -> Result<Result<Accepted, CommandError>, HaError> {
+        // seed 004: an HA-managed server runs on the primary only
+        let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
+        if starts && !self.core.is_primary() {
+            return Err(HaError::Refused(format!(
+                "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
+            )));
+        }
+        self.sup
+            .command(name, command)
+            .await
+            .map_err(|_| HaError::Gone)
     }
 
     /// check → persist → apply: a refused command or a failed write changes nothing.
@@ -707,16 +768,14 @@ impl Driver {
     }
 
     async fn reset(&self, reason: &str) -> HaExit {
-        let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
-        let line = format!("{at} {} HA reset: {reason}", self.cfg.node);
-        // seed 004: the line is on disk before the reset acts
-        if let Err(e) = store::smith(&self.cfg.data_dir, &line) {
-            tracing::error!(error = %e, "cannot write the smith log");
-        }
-        tracing::error!(%reason, "HA RESET: killing the HA-managed servers");
-        if !servers::kill_all(&self.sup, &self.cfg.servers, Duration::from_secs(10)).await {
-            tracing::error!("HA-managed servers still alive 10 s after SIGKILL");
-        }
+        reset_effects(
+            &self.cfg.data_dir,
+            &self.cfg.node,
+            &self.cfg.servers,
+            &self.sup,
+            reason,
+        )
+        .await;
         if let Some(argv) = &self.cfg.reset_command {
             match run(argv, &self.cfg, Duration::from_secs(10)).await {
                 Ok(()) => tracing::info!(command = ?argv, "reset command done"),
@@ -724,6 +783,53 @@ impl Driver {
             }
         }
         HaExit::Reset(reason.to_owned())
+    }
+}
+
+/// What [`reset_effects`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetEffects {
+    /// The smith log line was appended and fsync'd (`Err`: why not; the servers were killed
+    /// anyway, the reset must not wait on a broken disk).
+    pub smithlog: Result<(), String>,
+    /// No HA-managed server runs any more (`false`: some were still alive 10 s after SIGKILL).
+    pub servers_down: bool,
+}
+
+/// The effects of an HA reset (seed 004), in this order: append `"<time> <node> HA reset:
+/// <reason>"` to `data_dir/smithlog` and fsync it, then SIGKILL the HA-managed `servers` and wait
+/// (at most 10 s) until none runs. Used by the HA driver when it resets, and by a daemon whose HA
+/// manager failed without resetting, so that its peer's takeover never meets a live copy.
+///
+/// The smith log is written on a blocking thread (the open, write and fsync all on that thread),
+/// and awaited: nothing is killed before the line is durable or its write failed.
+pub async fn reset_effects(
+    data_dir: &std::path::Path,
+    node: &str,
+    servers: &[String],
+    sup: &SupervisorHandle,
+    reason: &str,
+) -> ResetEffects {
+    let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
+    let line = format!("{at} {node} HA reset: {reason}");
+    let dir = data_dir.to_owned();
+    // seed 004: the line is on disk before the reset acts
+    let smithlog = match tokio::task::spawn_blocking(move || store::smith(&dir, &line)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the smith log writer failed: {e}")),
+    };
+    if let Err(e) = &smithlog {
+        tracing::error!(error = %e, "cannot write the smith log");
+    }
+    tracing::error!(%reason, "HA RESET: killing the HA-managed servers");
+    let servers_down = servers::kill_all(sup, servers, Duration::from_secs(10)).await;
+    if !servers_down {
+        tracing::error!("HA-managed servers still alive 10 s after SIGKILL");
+    }
+    ResetEffects {
+        smithlog,
+        servers_down,
     }
 }
 

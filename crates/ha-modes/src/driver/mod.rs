@@ -1,12 +1,23 @@
 //! The tokio driver of one node's [`Ha`] core: it runs the core's actions (persist the mode,
 //! start/stop/kill the HA-managed servers through the supervisor, run the fence command, ask the
 //! peer's consent, HA reset), carries the peer link, and runs the pair-wide commands of
-//! `nm-cli ha` as sequences of steps on both nodes.
+//! `nm-cli ha` as sequences of steps on both nodes ([`crate::core::plan`]).
+//!
+//! No task that carries heartbeats or link traffic waits on the disk: `ha.json` is written by a
+//! writer that runs each write on a blocking thread, in order, and reports it back as an event.
+//! The link answers the peer's exchanges with the state the driver last published, and the
+//! driver publishes a record of the core only once it is durable. An operator's command is
+//! checked, written, then checked again and applied when the write finished (refused if the
+//! pair moved meanwhile). Only an HA reset waits for its smith log line, on a blocking thread:
+//! nothing else is decided after it.
 
 mod link;
 mod servers;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::core::plan::{self, OnFailedStart, Side, Step};
-use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Timing};
+use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
@@ -106,13 +117,10 @@ pub enum HaExit {
 /// What reaches the driver task.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// The peer's state, from our exchange.
+    /// The peer's state, from an exchange in either direction.
     Peer(PeerState),
-    /// The peer's exchange: take its state in, answer with ours.
-    Exchange {
-        state: PeerState,
-        reply: oneshot::Sender<PeerState>,
-    },
+    /// The oldest write in flight finished (writes finish in the order they were queued).
+    Persisted(Result<(), String>),
     /// The peer asks consent to become primary.
     PromoteRequest {
         incarnation: u64,
@@ -230,7 +238,7 @@ pub fn start(
     };
     let client = tokio::spawn(link::client(
         link_cfg.clone(),
-        mine_rx,
+        mine_rx.clone(),
         outbox_rx,
         events_tx.clone(),
     ));
@@ -239,6 +247,7 @@ pub fn start(
         listener,
         events_tx.clone(),
         report_rx,
+        mine_rx,
     ));
     // every supervisor snapshot: does an HA-managed server run (or may it) here?
     let watcher = {
@@ -259,7 +268,13 @@ pub fn start(
             }
         })
     };
+    let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer(cfg.data_dir.clone(), writes_rx, events_tx.clone()));
     let driver = Driver {
+        durable: record,
+        writes: writes_tx,
+        in_flight: VecDeque::new(),
+        syncs: vec![],
         core,
         cfg: Arc::new(cfg),
         sup,
@@ -275,6 +290,8 @@ pub fn start(
         client.abort();
         server.abort();
         watcher.abort();
+        // a write under way finishes on its blocking thread; the ones queued after it are dropped
+        writer.abort();
         exit
     });
     Ok((handle, task))
@@ -546,13 +563,65 @@ struct Driver {
     report: watch::Sender<HaReport>,
     rejected: Arc<AtomicU64>,
     incarnation: u64,
+    /// The writer of `ha.json`, off the runtime thread ([`writer`]).
+    writes: mpsc::UnboundedSender<Record>,
+    /// What was queued to it and has not finished, oldest first.
+    in_flight: VecDeque<Write>,
+    /// The record on disk as far as known (the last write that succeeded, or the one loaded).
+    durable: Record,
+    /// [`Event::Sync`]s waiting for the writes of the core's records to finish.
+    syncs: Vec<oneshot::Sender<()>>,
+}
+
+/// A write of `ha.json` in flight, and what its completion does.
+#[derive(Debug)]
+enum Write {
+    /// The core's [`Action::Persist`] (the core holds this record already).
+    Core(Record),
+    /// An operator's or the peer's command: applied once its record is durable.
+    Command {
+        op: Op,
+        rec: Record,
+        reply: oneshot::Sender<Result<PeerState, String>>,
+    },
+}
+
+impl Write {
+    fn record(&self) -> Record {
+        match self {
+            Self::Core(rec) | Self::Command { rec, .. } => *rec,
+        }
+    }
+}
+
+/// Writes each record it receives to `data_dir/ha.json` (write, fsync, rename, fsync of the
+/// directory) on a blocking thread, one at a time in the order received, and reports each
+/// outcome as an [`Event::Persisted`]. The driver task, which answers the peer and runs the
+/// timers, never waits on the disk. Ends when the driver drops its sender.
+async fn writer(
+    data_dir: PathBuf,
+    mut records: mpsc::UnboundedReceiver<Record>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(rec) = records.recv().await {
+        let dir = data_dir.clone();
+        let done = match tokio::task::spawn_blocking(move || store::save(&dir, &rec)).await {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("the writer of {}: {e}", store::MODE_FILE)),
+        };
+        if events.send(Event::Persisted(done)).is_err() {
+            return;
+        }
+    }
 }
 
 impl Driver {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> HaExit {
         loop {
             while let Some(action) = self.core.poll_action() {
-                if let Some(exit) = self.act(action).await {
+                if let Some(reason) = self.act(action) {
+                    // an HA reset: nothing else is decided; it may await the disk now
+                    let exit = self.reset(&reason).await;
                     self.publish();
                     return exit;
                 }
@@ -572,7 +641,16 @@ impl Driver {
         }
     }
 
+    /// Publishes the report and what the peer is told, unless a record of the core is still
+    /// being written: a mode is durable before it is reported (until then both show the state
+    /// before it, and the link keeps answering the peer with that).
     fn publish(&mut self) {
+        if self.in_flight.iter().any(|w| matches!(w, Write::Core(_))) {
+            return;
+        }
+        for sync in self.syncs.drain(..) {
+            let _ = sync.send(());
+        }
         let t = now();
         let mut report = HaReport::of(&self.core, t, &self.cfg.peer, &self.cfg.servers);
         report.rejected_frames = self.rejected.load(Ordering::Relaxed);
@@ -600,10 +678,6 @@ impl Driver {
         let t = now();
         match ev {
             Event::Peer(s) => self.core.on_peer_state(t, s),
-            Event::Exchange { state, reply } => {
-                self.core.on_peer_state(t, state);
-                let _ = reply.send(self.stamped());
-            }
             Event::PromoteRequest {
                 incarnation,
                 claim,
@@ -617,24 +691,23 @@ impl Driver {
                 self.core.on_promote_answer(t, claim, granted);
             }
             Event::Remote { op, reply } => {
-                let r = if matches!(op, Op::Mode(_) | Op::Start | Op::Stop) {
-                    self.command(t, op)
+                if matches!(op, Op::Mode(_) | Op::Start | Op::Stop) {
+                    self.command(t, op, reply);
                 } else {
-                    Err(format!("{op:?} is not a command a peer may send"))
-                };
-                let _ = reply.send(r);
+                    let _ = reply.send(Err(format!("{op:?} is not a command a peer may send")));
+                }
             }
-            Event::Local { op, reply } => {
-                let _ = reply.send(self.command(t, op));
-            }
+            Event::Local { op, reply } => self.command(t, op, reply),
             Event::ServerCommand { reply, .. } => {
                 // handled by the run loop, which awaits the supervisor
                 let _ = reply.send(Err(HaError::Gone));
             }
             Event::Sync(reply) => {
+                // answered at the next publication, after the writes of the core's records
+                self.syncs.push(reply);
                 self.publish();
-                let _ = reply.send(());
             }
+            Event::Persisted(result) => self.on_persisted(t, result),
             Event::Started(r) => {
                 match &r {
                     Ok(()) => tracing::info!("HA-managed servers running: this node is primary"),
@@ -700,26 +773,83 @@ impl Driver {
             .map_err(|_| HaError::Gone)
     }
 
-    /// check → persist → apply: a refused command or a failed write changes nothing.
-    fn command(&mut self, t: Instant, op: Op) -> Result<PeerState, String> {
-        let rec = self.core.check(t, op).map_err(|r| r.0)?;
-        if rec != self.core.record() {
-            store::save(&self.cfg.data_dir, &rec).map_err(|e| format!("{e:#}: nothing changed"))?;
+    /// check → persist → apply: a refused command or a failed write changes nothing. The write
+    /// goes to the [`writer`]; [`Driver::on_persisted`] applies the command and answers `reply`.
+    fn command(&mut self, t: Instant, op: Op, reply: oneshot::Sender<Result<PeerState, String>>) {
+        let rec = match self.core.check(t, op) {
+            Ok(rec) => rec,
+            Err(refused) => {
+                let _ = reply.send(Err(refused.0));
+                return;
+            }
+        };
+        if rec == self.core.record() {
+            let _ = reply.send(self.apply(t, op));
+        } else {
+            self.write(Write::Command { op, rec, reply });
         }
+    }
+
+    /// The second half of [`Driver::command`], once its record is durable.
+    fn apply(&mut self, t: Instant, op: Op) -> Result<PeerState, String> {
         self.core.apply(t, op).map_err(|r| r.0)?;
         tracing::info!(op = describe(op), "HA command");
         Ok(self.stamped())
     }
 
-    /// Runs one action; `Some` when the driver must end (HA reset).
-    async fn act(&mut self, action: Action) -> Option<HaExit> {
-        match action {
-            Action::Persist(rec) => {
-                if let Err(e) = store::save(&self.cfg.data_dir, &rec) {
-                    tracing::error!(error = %format!("{e:#}"), "cannot persist the HA mode; retrying");
-                    self.core.on_persist_failed(now());
+    fn write(&mut self, w: Write) {
+        if self.writes.send(w.record()).is_err() {
+            // the writer ended: only when the driver is ending too
+            if let Write::Command { reply, .. } = w {
+                let _ = reply.send(Err("the HA manager is stopping: nothing changed".into()));
+            }
+            return;
+        }
+        self.in_flight.push_back(w);
+    }
+
+    /// The oldest write finished.
+    fn on_persisted(&mut self, t: Instant, result: Result<(), String>) {
+        let Some(w) = self.in_flight.pop_front() else {
+            return; // not ours: every write queued is in `in_flight`
+        };
+        if result.is_ok() {
+            self.durable = w.record();
+        }
+        match (w, result) {
+            (Write::Core(_), Ok(())) => {}
+            (Write::Core(_), Err(e)) => {
+                tracing::error!(error = %e, "cannot persist the HA mode; retrying");
+                self.core.on_persist_failed(t);
+            }
+            (Write::Command { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(format!("{e}: nothing changed")));
+            }
+            (Write::Command { op, rec, reply }, Ok(())) => {
+                // the pair may have moved while the record was written: check again
+                let answer = match self.core.check(t, op) {
+                    Ok(now) if now == rec => self.apply(t, op),
+                    Ok(_) => Err(format!(
+                        "the pair changed while \"{}\" was being written: nothing changed; try again",
+                        describe(op)
+                    )),
+                    Err(refused) => Err(refused.0),
+                };
+                let _ = reply.send(answer);
+                // the disk must end up holding the core's record, whatever was applied
+                let last = self.in_flight.back().map_or(self.durable, Write::record);
+                if last != self.core.record() {
+                    self.write(Write::Core(self.core.record()));
                 }
             }
+        }
+    }
+
+    /// Runs one action (none waits: the work goes beside the driver and comes back as an
+    /// event); `Some(reason)` for an HA reset, which the caller carries out.
+    fn act(&mut self, action: Action) -> Option<String> {
+        match action {
+            Action::Persist(rec) => self.write(Write::Core(rec)),
             Action::StartServers { reason } => {
                 tracing::warn!(%reason, servers = ?self.cfg.servers, "becoming primary: starting the HA-managed servers");
                 let (sup, cfg) = (self.sup.clone(), self.cfg.clone());
@@ -754,7 +884,7 @@ impl Driver {
                     Event::PromoteAnswer { claim, granted }
                 });
             }
-            Action::HaReset { reason } => return Some(self.reset(&reason).await),
+            Action::HaReset { reason } => return Some(reason),
         }
         None
     }

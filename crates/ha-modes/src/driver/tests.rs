@@ -403,3 +403,146 @@ async fn a_stalled_write_of_ha_json_holds_the_command_but_not_the_heartbeats() {
     s1.abort();
     s2.abort();
 }
+
+/// A driver built by hand, without its tasks: its writes are collected, not written, and each
+/// completes when the test says so.
+fn bare_driver(
+    dir: &Path,
+    sup: SupervisorHandle,
+    record: Record,
+) -> (Driver, mpsc::UnboundedReceiver<Record>) {
+    let cfg = config(
+        dir,
+        "node1",
+        "node2",
+        "127.0.0.1:9".parse().unwrap(),
+        Timing::default(),
+    );
+    let t = now();
+    let core = Ha::new(
+        t,
+        HaInit {
+            node: "node1".into(),
+            peer: "node2".into(),
+            incarnation: 1,
+            record,
+            servers: Observed::Down,
+            timing: cfg.timing,
+        },
+    );
+    let (events, _) = mpsc::unbounded_channel();
+    let (outbox, _) = mpsc::channel(1);
+    let (mine, _) = watch::channel(core.state_for_peer());
+    let (report, _) = watch::channel(HaReport::of(&core, t, "node2", &[]));
+    let (writes, written) = mpsc::unbounded_channel();
+    let driver = Driver {
+        core,
+        cfg: Arc::new(cfg),
+        sup,
+        events,
+        outbox,
+        mine,
+        report,
+        rejected: Arc::default(),
+        incarnation: 1,
+        writes,
+        in_flight: VecDeque::new(),
+        durable: record,
+        syncs: vec![],
+    };
+    (driver, written)
+}
+
+fn node2_in(mode: Mode) -> PeerState {
+    PeerState {
+        mode,
+        status: Status::Stopped,
+        started: false,
+        ..node2_state()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_refused_on_its_write_completion_leaves_the_disk_with_the_cores_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sup, sup_task) = supervisor(dir.path());
+    let (mut d, mut written) = bare_driver(dir.path(), sup, Record::default());
+    let t = now();
+    d.core.on_peer_state(t, node2_in(Mode::Locked));
+    // single beside a locked peer: allowed; written first
+    let (reply, mut answer) = oneshot::channel();
+    d.command(t, Op::Mode(Mode::Single), reply);
+    let single = Record {
+        mode: Mode::Single,
+        ..Record::default()
+    };
+    assert_eq!(written.try_recv().unwrap(), single);
+    assert!(
+        answer.try_recv().is_err(),
+        "answered before its write finished"
+    );
+    assert_eq!(
+        d.core.record().mode,
+        Mode::Default,
+        "applied before durable"
+    );
+    // meanwhile the peer leaves locked: single would now be the prohibited single-default
+    d.core.on_peer_state(t, node2_in(Mode::Default));
+    d.on_persisted(t, Ok(()));
+    let why = answer.try_recv().unwrap().unwrap_err();
+    assert!(
+        why.starts_with("mode single would make the prohibited state single-default"),
+        "{why}"
+    );
+    assert_eq!(d.core.record().mode, Mode::Default);
+    // the disk holds `single` now: the core's record is written again
+    assert_eq!(written.try_recv().unwrap(), Record::default());
+    d.on_persisted(t, Ok(()));
+    assert_eq!(d.durable, Record::default());
+    assert!(d.in_flight.is_empty());
+    sup_task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_of_the_core_is_published_only_once_durable_and_a_command_is_rechecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sup, sup_task) = supervisor(dir.path());
+    let certified = Record {
+        peerdown: true,
+        ..Record::default()
+    };
+    let (mut d, mut written) = bare_driver(dir.path(), sup, certified);
+    let mut report = d.report.subscribe();
+    let t = now();
+    // config beside a certified peer: allowed; its write starts
+    let (reply, mut answer) = oneshot::channel();
+    d.command(t, Op::Mode(Mode::Config), reply);
+    assert_eq!(written.try_recv().unwrap().mode, Mode::Config);
+    // meanwhile the certified peer communicates: the core erases the certification (rule 1)
+    // and writes that; until it is durable, the report still shows the certification
+    d.core.on_peer_state(t, node2_in(Mode::Default));
+    while let Some(a) = d.core.poll_action() {
+        assert!(d.act(a).is_none());
+    }
+    let erased = d.core.record();
+    assert!(!erased.peerdown);
+    assert_eq!(written.try_recv().unwrap(), erased);
+    d.publish();
+    assert_eq!(report.borrow_and_update().peer.mode, Mode::Peerdown);
+    // the command's write finishes first: re-checked, it is refused (config-default)
+    d.on_persisted(t, Ok(()));
+    let why = answer.try_recv().unwrap().unwrap_err();
+    assert!(
+        why.starts_with("mode config would make the prohibited state"),
+        "{why}"
+    );
+    d.publish();
+    assert_eq!(report.borrow_and_update().peer.mode, Mode::Peerdown);
+    // then the core's: published now, and nothing more to write
+    d.on_persisted(t, Ok(()));
+    d.publish();
+    assert_eq!(report.borrow_and_update().peer.mode, Mode::Default);
+    assert_eq!(d.durable, erased);
+    assert!(written.try_recv().is_err());
+    sup_task.abort();
+}

@@ -11,7 +11,9 @@
 //! pair moved meanwhile). Only an HA reset waits for its smith log line, on a blocking thread:
 //! nothing else is decided after it.
 
+mod effects;
 mod link;
+mod pair;
 mod servers;
 pub mod store;
 #[cfg(test)]
@@ -28,12 +30,16 @@ use supervisor_core::{Accepted, Command, CommandError, SupervisorHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use crate::core::plan::{self, OnFailedStart, Side, Step};
+use crate::core::plan;
 use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
+pub use effects::{ResetEffects, reset_effects};
 pub use servers::{any_up, kill_all, observe};
+
+use effects::{fence, run};
+use pair::describe;
 
 use link::{LinkConfig, Outgoing, Reply, Request};
 
@@ -401,156 +407,6 @@ impl HaHandle {
             report: self.report(),
         })
     }
-
-    /// One exchange with the peer now (if it communicates), then the driver is in sync.
-    async fn refresh(&self) {
-        let (reply, rx) = oneshot::channel();
-        let out = Outgoing {
-            request: Request::Exchange(self.mine.borrow().clone()),
-            timeout: Duration::from_secs(1),
-            reply,
-        };
-        // bounded: a link still dialling a silent peer does not hold up a status
-        let asked = tokio::time::timeout(Duration::from_secs(1), async {
-            if self.outbox.send(out).await.is_ok() {
-                let _ = rx.await;
-            }
-        });
-        let _ = asked.await;
-        let (tx, rx) = oneshot::channel();
-        if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    async fn local(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let (reply, rx) = oneshot::channel();
-        self.events
-            .send(Event::Local { op, reply })
-            .map_err(|_| HaError::Gone)?;
-        rx.await
-            .map_err(|_| HaError::Gone)?
-            .map_err(HaError::Refused)?;
-        if link::stops(op) {
-            link::wait_not_primary(self.report.clone(), self.stop_wait)
-                .await
-                .map_err(HaError::Failed)?;
-        }
-        steps.push(format!("{}: {}", self.node, describe(op)));
-        Ok(())
-    }
-
-    async fn remote(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let (reply, rx) = oneshot::channel();
-        let limit = self.stop_wait + Duration::from_secs(5);
-        let out = Outgoing {
-            request: Request::Op {
-                op,
-                state: self.mine.borrow().clone(),
-            },
-            timeout: limit,
-            reply,
-        };
-        self.outbox.send(out).await.map_err(|_| HaError::Gone)?;
-        // the link may still be dialling: wait for that too, but not forever
-        let answer = tokio::time::timeout(limit * 2, rx).await.map_err(|_| {
-            HaError::Failed(format!("{}: no answer within {:?}", self.peer, limit * 2))
-        })?;
-        match answer.map_err(|_| HaError::Gone)? {
-            Ok(Reply::Op(Ok(_))) => {
-                steps.push(format!("{}: {}", self.peer, describe(op)));
-                Ok(())
-            }
-            Ok(Reply::Op(Err(why))) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
-            Ok(_) => Err(HaError::Failed(format!("{}: unexpected answer", self.peer))),
-            Err(why) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
-        }
-    }
-
-    async fn sync(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// Carries out a plan of [`crate::core::plan`]: each step in turn, waiting where it says.
-    async fn carry_out(&self, plan: Vec<Step>, steps: &mut Vec<String>) -> Result<(), HaError> {
-        for step in plan {
-            match step {
-                Step::Run(Side::Local, op) => self.local(op, steps).await?,
-                Step::Run(Side::Peer, op) => self.remote(op, steps).await?,
-                Step::ToDefault(side) => {
-                    self.refresh().await;
-                    if step.needs_default(&self.report()) {
-                        match side {
-                            Side::Local => self.local(Op::Mode(Mode::Default), steps).await?,
-                            Side::Peer => self.remote(Op::Mode(Mode::Default), steps).await?,
-                        }
-                    }
-                }
-                Step::Note(line) => steps.push(line),
-                Step::AwaitPrimary { on_failed_start } => {
-                    self.await_primary(on_failed_start, steps).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Step::AwaitPrimary`]: until this node is primary with its servers started, or their
-    /// start failed.
-    async fn await_primary(
-        &self,
-        on_failed_start: OnFailedStart,
-        steps: &mut Vec<String>,
-    ) -> Result<(), HaError> {
-        let mut report = self.report.clone();
-        let done = report.wait_for(|r| {
-            (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
-                || r.local.ha_idle_failed_startup == Some(true)
-        });
-        // the watch guard is dropped here, before anything else is awaited
-        let failed = match tokio::time::timeout(self.start_wait, done).await {
-            Ok(Ok(now)) => now.local.ha_idle_failed_startup == Some(true),
-            Ok(Err(_)) => return Err(HaError::Gone),
-            Err(_) => {
-                return Err(HaError::Failed(format!(
-                    "{}: not primary after {:?} (fence: {})",
-                    self.node,
-                    self.start_wait,
-                    self.report().fence
-                )));
-            }
-        };
-        if failed {
-            // hand the servers back: the peer's HA starts again and, this node being blocked,
-            // it becomes primary
-            if on_failed_start == OnFailedStart::HandBackToPeer
-                && self.remote(Op::Start, steps).await.is_err()
-            {
-                tracing::error!(peer = %self.peer, "cannot restart HA on the peer after the failed start");
-            }
-            return Err(HaError::Failed(format!(
-                "{}: the start of the HA-managed servers failed: ha_idle_failed_startup is set (see `nm-cli nm log`; then `nm-cli ha clear`)",
-                self.node
-            )));
-        }
-        steps.push(format!("{}: primary", self.node));
-        Ok(())
-    }
-}
-
-fn describe(op: Op) -> String {
-    match op {
-        Op::Mode(m) => format!("mode {m}"),
-        Op::Start => "HA started".into(),
-        Op::Stop => "HA stopped (HA-managed servers stopped)".into(),
-        Op::Clear => "ha_idle_failed_startup cleared".into(),
-        Op::Peerdown => "peer certified peerdown".into(),
-        Op::Peerup => "peerdown certification withdrawn".into(),
-        Op::ForceSmith => "HA reset".into(),
-    }
 }
 
 struct Driver {
@@ -913,100 +769,6 @@ impl Driver {
             }
         }
         HaExit::Reset(reason.to_owned())
-    }
-}
-
-/// What [`reset_effects`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResetEffects {
-    /// The smith log line was appended and fsync'd (`Err`: why not; the servers were killed
-    /// anyway, the reset must not wait on a broken disk).
-    pub smithlog: Result<(), String>,
-    /// No HA-managed server runs any more (`false`: some were still alive 10 s after SIGKILL).
-    pub servers_down: bool,
-}
-
-/// The effects of an HA reset (seed 004), in this order: append `"<time> <node> HA reset:
-/// <reason>"` to `data_dir/smithlog` and fsync it, then SIGKILL the HA-managed `servers` and wait
-/// (at most 10 s) until none runs. Used by the HA driver when it resets, and by a daemon whose HA
-/// manager failed without resetting, so that its peer's takeover never meets a live copy.
-///
-/// The smith log is written on a blocking thread (the open, write and fsync all on that thread),
-/// and awaited: nothing is killed before the line is durable or its write failed.
-pub async fn reset_effects(
-    data_dir: &std::path::Path,
-    node: &str,
-    servers: &[String],
-    sup: &SupervisorHandle,
-    reason: &str,
-) -> ResetEffects {
-    let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
-    let line = format!("{at} {node} HA reset: {reason}");
-    let dir = data_dir.to_owned();
-    // seed 004: the line is on disk before the reset acts
-    let smithlog = match tokio::task::spawn_blocking(move || store::smith(&dir, &line)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("the smith log writer failed: {e}")),
-    };
-    if let Err(e) = &smithlog {
-        tracing::error!(error = %e, "cannot write the smith log");
-    }
-    tracing::error!(%reason, "HA RESET: killing the HA-managed servers");
-    let servers_down = servers::kill_all(sup, servers, Duration::from_secs(10)).await;
-    if !servers_down {
-        tracing::error!("HA-managed servers still alive 10 s after SIGKILL");
-    }
-    ResetEffects {
-        smithlog,
-        servers_down,
-    }
-}
-
-async fn fence(cfg: &HaConfig) -> Result<(), String> {
-    run(&cfg.fence_command, cfg, cfg.fence_timeout).await
-}
-
-/// Runs `argv` with `NM_HA_NODE`, `NM_HA_PEER` and `NM_HA_PEER_ADDR` in its environment, in a
-/// process group of its own; `Ok` when it exits 0 within `timeout`. Past the timeout the whole
-/// group is SIGKILLed (a fence script's children included).
-async fn run(argv: &[String], cfg: &HaConfig, timeout: Duration) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .env("NM_HA_NODE", &cfg.node)
-        .env("NM_HA_PEER", &cfg.peer)
-        .env("NM_HA_PEER_ADDR", cfg.peer_addr.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw);
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => {
-            if let Some(g) = group {
-                let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
-            }
-            Err(format!("{program}: no exit within {timeout:?} (killed)"))
-        }
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) => {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
-            if out.status.success() {
-                if !out.stdout.is_empty() {
-                    tracing::info!(output = %text(&out.stdout), "{program}");
-                }
-                Ok(())
-            } else {
-                Err(format!("{program}: {} {}", out.status, text(&out.stderr)))
-            }
-        }
     }
 }
 

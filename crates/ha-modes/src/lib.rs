@@ -21,13 +21,20 @@
 //! A driver of one cycle, by hand:
 //! ```
 //! use std::time::{Duration, Instant};
-//! use ha_modes::core::{Action, Ha, Op, Record, Timing};
+//! use ha_modes::core::{Action, Ha, HaInit, Observed, Op, Record, Timing};
 //! use ha_modes::mode::Status;
 //!
 //! # #[allow(clippy::disallowed_methods)]
 //! let t0 = Instant::now();
 //! let timing = Timing::default();
-//! let mut ha = Ha::new(t0, "node1", "node2", 1, Record::default(), false, timing);
+//! let mut ha = Ha::new(t0, HaInit {
+//!     node: "node1".into(),
+//!     peer: "node2".into(),
+//!     incarnation: 1,
+//!     record: Record::default(), // as loaded from ha.json
+//!     servers: Observed::Down,   // none of the HA-managed servers runs here
+//!     timing,
+//! });
 //! assert_eq!(ha.status(), Status::Stopped); // a new pair starts stopped
 //! let rec = ha.check(t0, Op::Start).unwrap(); // persist `rec`, then:
 //! ha.apply(t0, Op::Start).unwrap();
@@ -46,6 +53,6 @@ pub mod driver;
 pub mod mode;
 pub mod report;
 
-pub use crate::core::{Action, Ha, Op, PeerState, Record, Refused, Timing};
+pub use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Refused, Timing};
 pub use crate::mode::{Mode, Status, Verdict};
 pub use crate::report::{HaReply, HaReport, NodeReport};

@@ -22,6 +22,7 @@
 //!    silent peer, or (c) when the operator certified the peer `peerdown`.
 
 mod ops;
+pub mod plan;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
@@ -97,6 +98,44 @@ pub struct PeerState {
     /// claims first, so a node that just came back from an HA reset or a crash does not take the
     /// servers straight back.
     pub up_ms: u64,
+}
+
+/// How a node's HA manager starts ([`Ha::new`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaInit {
+    /// This node's name.
+    pub node: String,
+    /// The peer's node name.
+    pub peer: String,
+    /// Random per daemon start: tells this run from the one before (the peer sees it).
+    pub incarnation: u64,
+    /// The persisted record, as loaded.
+    pub record: Record,
+    /// What the supervisor shows of the HA-managed servers at start.
+    pub servers: Observed,
+    /// Timing of the pair.
+    pub timing: Timing,
+}
+
+/// What the supervisor shows of the HA-managed servers on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// None runs, and none is meant to.
+    Down,
+    /// One has a live process or is meant to run (starting, running, suspended, stopping,
+    /// restarting).
+    Up,
+    /// nm cannot tell about one (`UNKNOWN`: e.g. its lock file names a live process whose start
+    /// token cannot be read): it may run, and counts as up.
+    Unknown,
+}
+
+impl Observed {
+    /// Whether a server may run here ([`Observed::Up`] or [`Observed::Unknown`]).
+    #[must_use]
+    pub fn may_run(self) -> bool {
+        matches!(self, Self::Up | Self::Unknown)
+    }
 }
 
 /// Timing of the pair (`[ha]` keys in `nm.toml`).
@@ -212,27 +251,27 @@ pub struct Ha {
 }
 
 impl Ha {
-    /// A node's HA manager at daemon start: `record` as loaded, `servers_up` whether any
-    /// HA-managed server already runs here (adopted), which makes the node primary.
+    /// A node's HA manager at daemon start ([`HaInit`]: the record as loaded, whether the
+    /// HA-managed servers already run here, which makes the node primary).
     #[must_use]
-    pub fn new(
-        now: Instant,
-        me: &str,
-        peer_name: &str,
-        incarnation: u64,
-        record: Record,
-        servers_up: bool,
-        timing: Timing,
-    ) -> Self {
+    pub fn new(now: Instant, init: HaInit) -> Self {
+        let HaInit {
+            node,
+            peer,
+            incarnation,
+            record,
+            servers,
+            timing,
+        } = init;
         let mut ha = Self {
-            me: me.to_owned(),
-            peer_name: peer_name.to_owned(),
+            me: node,
+            peer_name: peer,
             incarnation,
             timing,
             record,
             since: now,
             now,
-            holding: servers_up,
+            holding: servers.may_run(),
             starting: false,
             stopping: false,
             peer: None,
@@ -361,11 +400,12 @@ impl Ha {
         self.evaluate(now);
     }
 
-    /// The supervisor shows an HA-managed server running, or one nm cannot tell about
-    /// (`UNKNOWN`), here: the node is primary whatever it decided, so its peer never starts a
-    /// second copy. (Only a stop makes a node not primary.)
-    pub fn on_servers_observed(&mut self, now: Instant, up: bool) {
-        if up && !self.holding && self.reset.is_none() {
+    /// What the supervisor shows of the HA-managed servers here. One running, or one nm cannot
+    /// tell about (`UNKNOWN`), makes the node primary whatever it decided, so its peer never
+    /// starts a second copy. (Only a stop makes a node not primary: [`Observed::Down`] changes
+    /// nothing by itself.)
+    pub fn on_servers_observed(&mut self, now: Instant, servers: Observed) {
+        if servers.may_run() && !self.holding && self.reset.is_none() {
             self.holding = true;
         }
         self.evaluate(now);

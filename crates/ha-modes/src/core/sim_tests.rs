@@ -1,8 +1,22 @@
-//! Deterministic simulation of a pair: two cores, a link that can be cut, nodes that crash,
-//! reboot and are fenced (powered off), operators issuing any command on either node. Properties:
-//! the HA-managed servers never run on both nodes, and no node stays in a prohibited state it is
-//! at fault for (seed 004: such a state is always met by a corrective action).
+//! Deterministic simulation of a pair: two cores and a network that loses, delays and reorders
+//! messages (each direction on its own: one-way loss), nodes that are powered off, whose daemon
+//! crashes while their servers keep running, that boot, that are fenced; supervisors that report
+//! the HA-managed servers up, down or `UNKNOWN`; operators issuing any command on either node.
+//!
+//! The network carries what the driver's link carries: each node's heartbeat exchange (its
+//! state, answered with the peer's) and its promotion claims (answered granted or not), each
+//! answer on the connection of its request. A requester that has no answer within
+//! `peer_timeout` gives up (the driver reconnects and drops what comes late); a claim without an
+//! answer counts as not granted. A message between incarnations that no longer exist is dropped
+//! (their TCP session died with them).
+//!
+//! Properties, checked after every delivery and every step: the HA-managed servers never run on
+//! both nodes; a node that runs them is primary; a node starts them only with its peer's consent
+//! to that very claim, after it fenced the peer (not heard since), or with the peer certified
+//! `peerdown`; and no node stays in a prohibited state it is at fault for (seed 004: such a state
+//! is always met by a corrective action). A failure names the steps that led to it.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -12,12 +26,29 @@ use crate::core::ops::Op;
 
 #[derive(Debug, Clone)]
 enum Step {
+    /// Time passes: messages are delivered when due, timers fire, then both nodes send their
+    /// heartbeat exchange.
     Tick(u64),
     Cmd(usize, Op),
+    /// Both directions lose every message.
     Cut,
+    /// Both directions carry again.
     Heal,
+    /// Messages from node `i` to its peer are lost; the other direction still carries.
+    CutFrom(usize),
+    /// From now on each message takes between 0 and this many milliseconds (varying, so
+    /// messages overtake each other); more than `peer_timeout` makes answers come too late.
+    Delay(u64),
+    /// Powered off: the daemon and the servers are gone.
     Crash(usize),
+    /// The daemon dies; the HA-managed servers, if they ran, keep running.
+    DaemonCrash(usize),
     Boot(usize),
+    /// The supervisor's view of the HA-managed servers reaches the core.
+    Observe(usize),
+    /// The supervisor cannot identify the HA-managed servers running here: it reports them
+    /// `UNKNOWN` (until the machine is powered off).
+    Unknown(usize),
     NextStartFails(usize),
     NextFenceFails(usize),
 }
@@ -46,11 +77,45 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (0usize..2, op()).prop_map(|(n, o)| Step::Cmd(n, o)),
         1 => Just(Step::Cut),
         2 => Just(Step::Heal),
+        1 => (0usize..2).prop_map(Step::CutFrom),
+        1 => prop_oneof![Just(0u64), Just(300), Just(1500), Just(5000)].prop_map(Step::Delay),
         1 => (0usize..2).prop_map(Step::Crash),
+        1 => (0usize..2).prop_map(Step::DaemonCrash),
         2 => (0usize..2).prop_map(Step::Boot),
+        1 => (0usize..2).prop_map(Step::Observe),
+        1 => (0usize..2).prop_map(Step::Unknown),
         1 => (0usize..2).prop_map(Step::NextStartFails),
         1 => (0usize..2).prop_map(Step::NextFenceFails),
     ]
+}
+
+#[derive(Debug, Clone)]
+enum Msg {
+    /// A heartbeat exchange: the sender's state; answered with the receiver's.
+    Exchange(PeerState),
+    /// The answer to an exchange asked at `asked`.
+    State { state: PeerState, asked: Instant },
+    /// A promotion claim of the sender's.
+    Promote { claim: u64 },
+    /// The answer to a claim asked at `asked`.
+    Answer {
+        claim: u64,
+        granted: bool,
+        asked: Instant,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    /// When it was sent, and when it arrives.
+    sent: Instant,
+    at: Instant,
+    id: u64,
+    from: usize,
+    /// The incarnations of both ends when it was sent.
+    from_inc: u64,
+    to_inc: u64,
+    msg: Msg,
 }
 
 #[derive(Clone)]
@@ -59,7 +124,13 @@ struct Node {
     ha: Option<Ha>,
     disk: Record,
     running: bool,
+    /// The supervisor cannot identify the running servers (reports `UNKNOWN`).
+    unknown: bool,
     incarnation: u64,
+    /// Numbers the states it sends (the driver's `seq`).
+    seq: u64,
+    /// Claims asked and not answered: (claim, when asked).
+    claims: Vec<(u64, Instant)>,
     start_fails: bool,
     fence_fails: bool,
 }
@@ -68,26 +139,45 @@ struct Node {
 struct Sim {
     t: Instant,
     nodes: [Node; 2],
-    link: bool,
-    promotes: Vec<(usize, u64)>,
+    /// `up[i]`: messages from node `i` to its peer arrive.
+    up: [bool; 2],
+    max_delay: u64,
+    rng: u64,
+    net: Vec<InFlight>,
+    sent: u64,
+    /// `fenced[i]`: node `i` fenced its peer and has not heard from it since.
+    fenced: [bool; 2],
+    /// Claims granted: (to node, its incarnation, claim).
+    grants: HashSet<(usize, u64, u64)>,
+    /// The first safety violation seen, if any.
+    violation: Option<String>,
 }
 
 impl Sim {
-    fn new() -> Self {
+    fn new(seed: u64) -> Self {
         let node = |name| Node {
             name,
             ha: None,
             disk: Record::default(),
             running: false,
+            unknown: false,
             incarnation: 0,
+            seq: 0,
+            claims: vec![],
             start_fails: false,
             fence_fails: false,
         };
         let mut sim = Self {
             t: super::tests_clock(),
             nodes: [node("node1"), node("node2")],
-            link: true,
-            promotes: vec![],
+            up: [true, true],
+            max_delay: 0,
+            rng: seed | 1,
+            net: vec![],
+            sent: 0,
+            fenced: [false, false],
+            grants: HashSet::new(),
+            violation: None,
         };
         sim.boot(0);
         sim.boot(1);
@@ -104,30 +194,59 @@ impl Sim {
         }
     }
 
+    fn timeout() -> Duration {
+        Self::timing(0).peer_timeout
+    }
+
+    /// xorshift64: the network's delays, from the case's seed.
+    fn random(&mut self, below: u64) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % below.max(1)
+    }
+
+    /// What node `i`'s supervisor shows of the HA-managed servers.
+    fn observed(&self, i: usize) -> Observed {
+        let n = &self.nodes[i];
+        match (n.running, n.unknown) {
+            (false, _) => Observed::Down,
+            (true, false) => Observed::Up,
+            (true, true) => Observed::Unknown,
+        }
+    }
+
     fn boot(&mut self, i: usize) {
-        let t = self.t;
-        let n = &mut self.nodes[i];
-        if n.ha.is_some() {
+        if self.nodes[i].ha.is_some() {
             return;
         }
+        let (t, servers) = (self.t, self.observed(i));
+        let n = &mut self.nodes[i];
         n.incarnation += 1;
         let peer = if i == 0 { "node2" } else { "node1" };
         n.ha = Some(Ha::new(
             t,
-            n.name,
-            peer,
-            n.incarnation,
-            n.disk,
-            n.running,
-            Self::timing(i),
+            HaInit {
+                node: n.name.into(),
+                peer: peer.into(),
+                incarnation: n.incarnation,
+                record: n.disk,
+                servers,
+                timing: Self::timing(i),
+            },
         ));
         self.settle();
     }
 
-    fn power_off(&mut self, i: usize) {
-        self.nodes[i].ha = None;
-        self.nodes[i].running = false;
-        self.promotes.retain(|&(from, _)| from != i);
+    /// The daemon is gone; with `power_off` the servers too.
+    fn down(&mut self, i: usize, power_off: bool) {
+        let n = &mut self.nodes[i];
+        n.ha = None;
+        n.claims.clear();
+        if power_off {
+            n.running = false;
+            n.unknown = false;
+        }
     }
 
     /// Whether node `i` is up and may run the servers (started, not locked, not blocked).
@@ -142,52 +261,26 @@ impl Sim {
         self.nodes[i].ha.is_some()
     }
 
-    fn connected(&self) -> bool {
-        self.link && self.alive(0) && self.alive(1)
+    fn ha(&mut self, i: usize) -> Option<&mut Ha> {
+        self.nodes[i].ha.as_mut()
     }
 
     fn run(&mut self, s: &Step) {
         match *s {
             Step::Tick(d) => {
-                self.t += Duration::from_millis(d);
-                let t = self.t;
-                // claims sent since the last tick arrive now, if the link still carries them
-                for (from, claim) in std::mem::take(&mut self.promotes) {
-                    let to = 1 - from;
-                    let granted = if self.connected() {
-                        let inc = self.nodes[from].incarnation;
-                        self.nodes[to]
-                            .ha
-                            .as_mut()
-                            .is_some_and(|h| h.on_promote_request(t, inc, claim))
-                    } else {
-                        false
-                    };
-                    if let Some(h) = self.nodes[from].ha.as_mut() {
-                        h.on_promote_answer(t, claim, granted);
-                    }
-                    self.settle();
-                }
-                if self.connected() {
-                    // both states are taken before either is delivered: they cross on the wire
-                    let s0 = self.nodes[0].ha.as_ref().map(Ha::state_for_peer);
-                    let s1 = self.nodes[1].ha.as_ref().map(Ha::state_for_peer);
-                    if let (Some(s0), Some(s1)) = (s0, s1) {
-                        self.nodes[0].ha.as_mut().unwrap().on_peer_state(t, s1);
-                        self.nodes[1].ha.as_mut().unwrap().on_peer_state(t, s0);
+                self.advance_to(self.t + Duration::from_millis(d));
+                for i in 0..2 {
+                    if let Some(state) = self.state_of(i) {
+                        self.send(i, Msg::Exchange(state));
                     }
                 }
-                for n in &mut self.nodes {
-                    if let Some(h) = n.ha.as_mut() {
-                        h.on_timeout(t);
-                    }
-                }
-                self.settle();
+                self.advance_to(self.t); // what takes no time arrives now
             }
             Step::Cmd(i, op) => {
                 let t = self.t;
                 // an operator certifies peerdown truthfully: only a node that is off
-                if op == Op::Peerdown && self.alive(1 - i) {
+                let peer = &self.nodes[1 - i];
+                if op == Op::Peerdown && (peer.ha.is_some() || peer.running) {
                     return;
                 }
                 let n = &mut self.nodes[i];
@@ -198,29 +291,221 @@ impl Sim {
                 }
                 self.settle();
             }
-            Step::Cut => self.link = false,
-            Step::Heal => self.link = true,
-            Step::Crash(i) => self.power_off(i),
+            Step::Cut => self.up = [false, false],
+            Step::Heal => self.up = [true, true],
+            Step::CutFrom(i) => self.up[i] = false,
+            Step::Delay(ms) => self.max_delay = ms,
+            Step::Crash(i) => self.down(i, true),
+            Step::DaemonCrash(i) => self.down(i, false),
             Step::Boot(i) => self.boot(i),
+            Step::Observe(i) => {
+                let (t, seen) = (self.t, self.observed(i));
+                if let Some(h) = self.ha(i) {
+                    h.on_servers_observed(t, seen);
+                }
+                self.settle();
+            }
+            Step::Unknown(i) => self.nodes[i].unknown = true,
             Step::NextStartFails(i) => self.nodes[i].start_fails = true,
             Step::NextFenceFails(i) => self.nodes[i].fence_fails = true,
         }
     }
 
-    /// Runs every queued action until none is left.
+    /// Node `i`'s state as it sends it, numbered; `None` when its daemon is down.
+    fn state_of(&mut self, i: usize) -> Option<PeerState> {
+        let n = &mut self.nodes[i];
+        let mut s = n.ha.as_ref()?.state_for_peer();
+        n.seq += 1;
+        s.seq = n.seq;
+        Some(s)
+    }
+
+    /// Sends `msg` from node `i` to its peer, if that direction carries now and the peer's
+    /// daemon is up to take it.
+    fn send(&mut self, from: usize, msg: Msg) {
+        let to = 1 - from;
+        if !self.up[from] || !self.alive(from) || !self.alive(to) {
+            return;
+        }
+        let delay = self.random(self.max_delay + 1);
+        self.sent += 1;
+        self.net.push(InFlight {
+            sent: self.t,
+            at: self.t + Duration::from_millis(delay),
+            id: self.sent,
+            from,
+            from_inc: self.nodes[from].incarnation,
+            to_inc: self.nodes[to].incarnation,
+            msg,
+        });
+    }
+
+    /// Runs everything due up to `end` in time order: deliveries, claims given up on, the
+    /// cores' own deadlines.
+    fn advance_to(&mut self, end: Instant) {
+        for _ in 0..10_000 {
+            let due_msg = self.net.iter().map(|m| m.at).min();
+            let due_claim = self
+                .nodes
+                .iter()
+                .flat_map(|n| n.claims.iter().map(|&(_, at)| at + Self::timeout()))
+                .min();
+            let due_core = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.ha.as_ref().and_then(Ha::next_deadline))
+                .min();
+            let next = [due_msg, due_claim, due_core]
+                .into_iter()
+                .flatten()
+                .filter(|&at| at <= end)
+                .min();
+            let Some(next) = next else {
+                self.t = self.t.max(end);
+                for i in 0..2 {
+                    let t = self.t;
+                    if let Some(h) = self.ha(i) {
+                        h.on_timeout(t);
+                    }
+                }
+                self.settle();
+                return;
+            };
+            self.t = self.t.max(next);
+            self.step_at();
+        }
+        panic!("time does not advance");
+    }
+
+    /// Everything due at `self.t`.
+    fn step_at(&mut self) {
+        let t = self.t;
+        // claims without an answer within peer_timeout: not granted (the driver's link gives up)
+        for i in 0..2 {
+            let expired: Vec<u64> = self.nodes[i]
+                .claims
+                .iter()
+                .filter(|&&(_, at)| at + Self::timeout() <= t)
+                .map(|&(c, _)| c)
+                .collect();
+            self.nodes[i]
+                .claims
+                .retain(|&(_, at)| at + Self::timeout() > t);
+            for claim in expired {
+                if let Some(h) = self.ha(i) {
+                    h.on_promote_answer(t, claim, false);
+                }
+                self.settle();
+            }
+        }
+        let mut due: Vec<InFlight> = vec![];
+        self.net.retain(|m| {
+            if m.at <= t {
+                due.push(m.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_by_key(|m| (m.at, m.id));
+        for m in due {
+            self.deliver(m);
+            self.settle();
+        }
+        for i in 0..2 {
+            if let Some(h) = self.ha(i) {
+                h.on_timeout(t);
+            }
+        }
+        self.settle();
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        let (t, from) = (self.t, m.from);
+        let to = 1 - from;
+        let lost = !self.up[from]
+            || self.nodes[from].ha.is_none()
+            || self.nodes[to].ha.is_none()
+            || self.nodes[from].incarnation != m.from_inc
+            || self.nodes[to].incarnation != m.to_inc;
+        if lost {
+            return;
+        }
+        match m.msg {
+            Msg::Exchange(state) => {
+                self.heard(to, state);
+                if let Some(mine) = self.state_of(to) {
+                    self.send(
+                        to,
+                        Msg::State {
+                            state: mine,
+                            asked: m.sent,
+                        },
+                    );
+                }
+            }
+            Msg::State { state, asked } => {
+                if t < asked + Self::timeout() {
+                    self.heard(to, state);
+                }
+            }
+            Msg::Promote { claim } => {
+                let granted = self
+                    .ha(to)
+                    .is_some_and(|h| h.on_promote_request(t, m.from_inc, claim));
+                if granted {
+                    self.grants.insert((from, m.from_inc, claim));
+                }
+                self.send(
+                    to,
+                    Msg::Answer {
+                        claim,
+                        granted,
+                        asked: m.sent,
+                    },
+                );
+            }
+            Msg::Answer {
+                claim,
+                granted,
+                asked,
+            } => {
+                let n = &mut self.nodes[to];
+                let waiting = n.claims.iter().any(|&(c, _)| c == claim);
+                if waiting && t < asked + Self::timeout() {
+                    n.claims.retain(|&(c, _)| c != claim);
+                    if let Some(h) = n.ha.as_mut() {
+                        h.on_promote_answer(t, claim, granted);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Node `i` takes in its peer's state.
+    fn heard(&mut self, i: usize, state: PeerState) {
+        let t = self.t;
+        if let Some(h) = self.ha(i) {
+            h.on_peer_state(t, state);
+            self.fenced[i] = false;
+        }
+    }
+
+    /// Runs every queued action until none is left, checking the safety properties after each.
     fn settle(&mut self) {
         let t = self.t;
         for _ in 0..100 {
             let mut any = false;
             for i in 0..2 {
-                let Some(a) = self.nodes[i].ha.as_mut().and_then(Ha::poll_action) else {
+                let Some(a) = self.ha(i).and_then(Ha::poll_action) else {
                     continue;
                 };
                 any = true;
-                let n = &mut self.nodes[i];
                 match a {
-                    Action::Persist(r) => n.disk = r,
-                    Action::StartServers { .. } => {
+                    Action::Persist(r) => self.nodes[i].disk = r,
+                    Action::StartServers { reason } => {
+                        self.check_start(i, &reason);
+                        let n = &mut self.nodes[i];
                         let r = if std::mem::take(&mut n.start_fails) {
                             Err("start failed".to_owned())
                         } else {
@@ -230,23 +515,30 @@ impl Sim {
                         n.ha.as_mut().unwrap().on_servers_started(t, r);
                     }
                     Action::StopServers { .. } => {
+                        let n = &mut self.nodes[i];
                         n.running = false;
+                        n.unknown = false;
                         n.ha.as_mut().unwrap().on_servers_stopped(t, Ok(()));
                     }
                     Action::Fence => {
-                        let r = if std::mem::take(&mut n.fence_fails) {
+                        let r = if std::mem::take(&mut self.nodes[i].fence_fails) {
                             Err("fence failed".to_owned())
                         } else {
                             Ok(())
                         };
                         if r.is_ok() {
-                            self.power_off(1 - i);
+                            self.down(1 - i, true);
+                            self.fenced[i] = true;
                         }
-                        self.nodes[i].ha.as_mut().unwrap().on_fence_result(t, r);
+                        self.ha(i).unwrap().on_fence_result(t, r);
                     }
-                    Action::AskPromote { claim } => self.promotes.push((i, claim)),
-                    Action::HaReset { .. } => self.power_off(i),
+                    Action::AskPromote { claim } => {
+                        self.nodes[i].claims.push((claim, t));
+                        self.send(i, Msg::Promote { claim });
+                    }
+                    Action::HaReset { .. } => self.down(i, true),
                 }
+                self.check_now();
             }
             if !any {
                 return;
@@ -255,21 +547,44 @@ impl Sim {
         panic!("actions never settle");
     }
 
+    /// Node `i` starts the HA-managed servers: with its peer's consent to its last claim, with
+    /// the peer fenced, or certified `peerdown`.
+    fn check_start(&mut self, i: usize, reason: &str) {
+        let Some(h) = self.nodes[i].ha.as_ref() else {
+            return;
+        };
+        let claim = h.state_for_peer().claims_done;
+        let consent = self.grants.contains(&(i, self.nodes[i].incarnation, claim));
+        let certified = h.record().peerdown;
+        if !(consent || certified || self.fenced[i]) && self.violation.is_none() {
+            self.violation = Some(format!(
+                "{} starts the servers ({reason}) without consent to its claim {claim}, a fence or a certification",
+                self.nodes[i].name
+            ));
+        }
+    }
+
+    /// The properties that hold at every instant.
+    fn check_now(&mut self) {
+        if self.violation.is_some() {
+            return;
+        }
+        if self.nodes[0].running && self.nodes[1].running {
+            self.violation = Some("the HA-managed servers run on both nodes".into());
+        }
+        for n in &self.nodes {
+            if n.running && n.ha.as_ref().is_some_and(|h| h.status() != Status::Primary) {
+                self.violation = Some(format!("{}: servers run, not primary", n.name));
+            }
+        }
+    }
+
     fn check(&self, trace: &[Step]) {
-        assert!(
-            !(self.nodes[0].running && self.nodes[1].running),
-            "the HA-managed servers run on both nodes after {trace:#?}"
-        );
+        if let Some(v) = &self.violation {
+            panic!("{v}, after {trace:#?}");
+        }
         for n in &self.nodes {
             let Some(h) = &n.ha else { continue };
-            if n.running {
-                assert_eq!(
-                    h.status(),
-                    Status::Primary,
-                    "{}: servers run, not primary",
-                    n.name
-                );
-            }
             let comm = h.communicating(self.t);
             if !comm && !h.silent(self.t) {
                 continue; // start-up window
@@ -284,24 +599,37 @@ impl Sim {
             }
         }
     }
+
+    fn describe(&self, i: usize) -> String {
+        let n = &self.nodes[i];
+        format!(
+            "{}: running {}, {:?}",
+            n.name,
+            n.running,
+            n.ha.as_ref()
+                .map(|h| (h.record(), h.status(), h.fence_state()))
+        )
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn no_schedule_runs_the_servers_twice_or_leaves_a_prohibited_state_uncorrected(
+    fn no_schedule_runs_the_servers_twice_starts_them_unsafely_or_leaves_a_prohibited_state_uncorrected(
+        seed in any::<u64>(),
         steps in proptest::collection::vec(step(), 1..120)
     ) {
-        let mut sim = Sim::new();
+        let mut sim = Sim::new(seed);
         for (k, s) in steps.iter().enumerate() {
             sim.run(s);
             sim.check(&steps[..=k]);
         }
-        // a copy of this state where node2 dies now: node1, if it may run the servers, fences
-        // node2 and runs them, whatever was in flight
+        // a copy of this state where node2 is powered off now: node1, if it may run the
+        // servers, fences node2 and runs them, whatever was in flight
         let mut alone = sim.clone();
         alone.run(&Step::Crash(1));
+        alone.run(&Step::Boot(0));
         for _ in 0..40 {
             alone.run(&Step::Tick(500));
             alone.check(&steps);
@@ -309,13 +637,15 @@ proptest! {
         if alone.may_run(0) {
             prop_assert!(
                 alone.nodes[0].running,
-                "node1 alone does not run the servers although it may: {:?}",
-                alone.nodes[0].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state()))
+                "node1 alone does not run the servers although it may: {}",
+                alone.describe(0)
             );
         }
-        // then quiet: both nodes up, the link healed. A node that may run the servers (started,
-        // not locked, not blocked by a failed start) means one node ends up running them.
+        // then quiet: both nodes up, the network healed and prompt. A node that may run the
+        // servers (started, not locked, not blocked by a failed start) means one node ends up
+        // running them.
         sim.run(&Step::Heal);
+        sim.run(&Step::Delay(0));
         sim.run(&Step::Boot(0));
         sim.run(&Step::Boot(1));
         for _ in 0..40 {
@@ -326,17 +656,16 @@ proptest! {
         if sim.alive(0) && sim.alive(1) && may_run {
             prop_assert!(
                 sim.nodes.iter().any(|n| n.running),
-                "nobody runs the servers although a node may: {:?} / {:?}",
-                sim.nodes[0].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state())),
-                sim.nodes[1].ha.as_ref().map(|h| (h.record(), h.status(), h.fence_state()))
+                "nobody runs the servers although a node may: {} / {}",
+                sim.describe(0),
+                sim.describe(1)
             );
         }
     }
 }
 
-#[test]
-fn a_partition_ends_with_one_primary_and_the_other_node_fenced() {
-    let mut sim = Sim::new();
+fn started_pair() -> Sim {
+    let mut sim = Sim::new(1);
     sim.run(&Step::Cmd(0, Op::Start));
     sim.run(&Step::Cmd(1, Op::Start));
     for _ in 0..4 {
@@ -346,6 +675,12 @@ fn a_partition_ends_with_one_primary_and_the_other_node_fenced() {
         sim.nodes[0].running && !sim.nodes[1].running,
         "node1 primary"
     );
+    sim
+}
+
+#[test]
+fn a_partition_ends_with_one_primary_and_the_other_node_fenced() {
+    let mut sim = started_pair();
     sim.run(&Step::Cut);
     for _ in 0..20 {
         sim.run(&Step::Tick(500));
@@ -354,4 +689,52 @@ fn a_partition_ends_with_one_primary_and_the_other_node_fenced() {
     // node1 (primary) keeps running; node2 fenced it after its 1.5 s delay and took over
     assert!(!sim.alive(0), "node1 was fenced");
     assert!(sim.nodes[1].running);
+}
+
+#[test]
+fn a_granted_claim_whose_answer_is_lost_holds_the_granter_back_until_the_claim_is_over() {
+    let mut sim = Sim::new(1);
+    sim.run(&Step::Tick(500));
+    sim.run(&Step::Tick(500));
+    // node2's messages reach node1, node1's are lost: its grant never reaches node2
+    sim.run(&Step::CutFrom(0));
+    sim.run(&Step::Cmd(1, Op::Start));
+    sim.run(&Step::Tick(100));
+    assert!(
+        sim.grants.iter().any(|&(to, _, _)| to == 1),
+        "node1 granted a claim of node2's"
+    );
+    // node1, started now, holds back while its grant stands: it claims nothing
+    sim.run(&Step::Cmd(0, Op::Start));
+    sim.run(&Step::Tick(500));
+    assert!(
+        sim.nodes[0].claims.is_empty(),
+        "node1 claims beside its grant"
+    );
+    assert!(!sim.nodes[1].running, "no answer, no start");
+    for _ in 0..20 {
+        sim.run(&Step::Tick(500));
+        sim.check(&[]);
+    }
+    // node2 hears nothing from node1, so it fences node1 and runs the servers
+    assert!(!sim.alive(0), "node1 fenced");
+    assert!(sim.nodes[1].running, "{}", sim.describe(1));
+}
+
+#[test]
+fn a_daemon_that_crashed_adopts_the_servers_it_left_running_even_when_they_are_unknown() {
+    let mut sim = started_pair();
+    sim.run(&Step::Unknown(0));
+    sim.run(&Step::DaemonCrash(0));
+    assert!(sim.nodes[0].running, "the servers outlive the daemon");
+    sim.run(&Step::Boot(0));
+    assert_eq!(
+        sim.nodes[0].ha.as_ref().map(Ha::status),
+        Some(Status::Primary)
+    );
+    for _ in 0..10 {
+        sim.run(&Step::Tick(500));
+        sim.check(&[]);
+    }
+    assert!(sim.nodes[0].running && !sim.nodes[1].running);
 }

@@ -41,6 +41,24 @@ fn peer(mode: Mode, status: Status) -> PeerState {
     }
 }
 
+/// Node `me` of the pair node1/node2 at start (incarnation 1 for node1, 2 for node2), its
+/// servers down.
+fn init(me: &str, record: Record) -> HaInit {
+    let (peer, incarnation) = if me == "node1" {
+        ("node2", 1)
+    } else {
+        ("node1", 2)
+    };
+    HaInit {
+        node: me.into(),
+        peer: peer.into(),
+        incarnation,
+        record,
+        servers: Observed::Down,
+        timing: TIMING,
+    }
+}
+
 fn drain(ha: &mut Ha) -> Vec<Action> {
     std::iter::from_fn(|| ha.poll_action()).collect()
 }
@@ -56,7 +74,7 @@ fn starting_with_a_certified_peer(t: Instant) -> Ha {
         peerdown: true,
         ..started()
     };
-    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+    let mut ha = Ha::new(t, init("node1", rec));
     ha.on_timeout(t + ms(3000));
     assert!(is_start(&drain(&mut ha)[0]));
     ha
@@ -67,7 +85,7 @@ fn starting_with_a_certified_peer(t: Instant) -> Ha {
 #[test]
 fn a_secondary_fences_a_silent_primary_before_it_takes_over() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
     assert!(drain(&mut ha).is_empty());
     assert_eq!(ha.status(), Status::Running);
@@ -94,7 +112,7 @@ fn a_secondary_fences_a_silent_primary_before_it_takes_over() {
 #[test]
 fn a_failed_fence_is_retried_and_never_followed_by_a_takeover() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_timeout(t + ms(3000));
     assert_eq!(drain(&mut ha), [Action::Fence]);
     ha.on_fence_result(t + ms(3100), Err("exit status 1".into()));
@@ -115,7 +133,13 @@ fn the_fence_delay_holds_this_side_back_and_a_returning_peer_cancels_it() {
         fence_delay: ms(2000),
         ..TIMING
     };
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, timing);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            timing,
+            ..init("node1", started())
+        },
+    );
     ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
     ha.on_timeout(t + ms(3000));
     assert!(drain(&mut ha).is_empty());
@@ -134,7 +158,7 @@ fn a_peer_certified_peerdown_is_not_fenced_and_a_started_node_takes_over() {
         peerdown: true,
         ..started()
     };
-    let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+    let mut ha = Ha::new(t, init("node1", rec));
     assert!(
         drain(&mut ha).is_empty(),
         "the start-up window: is the peer really silent?"
@@ -147,7 +171,13 @@ fn a_peer_certified_peerdown_is_not_fenced_and_a_started_node_takes_over() {
 #[test]
 fn a_primary_that_loses_its_peer_keeps_running_and_fences_nothing() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
     assert_eq!(
         ha.status(),
         Status::Primary,
@@ -173,7 +203,7 @@ fn a_stopped_or_locked_or_blocked_node_never_fences_or_starts() {
             ..started()
         },
     ] {
-        let mut ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+        let mut ha = Ha::new(t, init("node1", rec));
         ha.on_timeout(t + ms(60_000));
         assert!(drain(&mut ha).is_empty(), "{rec:?}");
     }
@@ -184,7 +214,7 @@ fn a_stopped_or_locked_or_blocked_node_never_fences_or_starts() {
 #[test]
 fn with_a_communicating_peer_a_node_becomes_primary_only_with_its_consent() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_peer_state(t, peer(Mode::Default, Status::Stopped));
     assert_eq!(drain(&mut ha), [Action::AskPromote { claim: 1 }]);
     assert!(ha.state_for_peer().promoting);
@@ -204,7 +234,7 @@ fn with_a_communicating_peer_a_node_becomes_primary_only_with_its_consent() {
 #[test]
 fn a_claim_that_failed_because_the_peer_died_does_not_block_the_fence() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_peer_state(t, peer(Mode::Default, Status::Stopped));
     assert_eq!(drain(&mut ha), [Action::AskPromote { claim: 1 }]);
     // the peer dies: no answer, the claim counts as denied; the peer never reports again
@@ -219,12 +249,12 @@ fn a_claim_that_failed_because_the_peer_died_does_not_block_the_fence() {
 #[test]
 fn two_started_secondaries_leave_the_promotion_to_the_lesser_name() {
     let t = t0();
-    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    let mut n2 = Ha::new(t, init("node2", started()));
     let mut p = peer(Mode::Default, Status::Running);
     p.node = "node1".into();
     n2.on_peer_state(t, p);
     assert!(drain(&mut n2).is_empty(), "node2 waits for node1");
-    let mut n1 = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut n1 = Ha::new(t, init("node1", started()));
     n1.on_peer_state(t, peer(Mode::Default, Status::Running));
     assert_eq!(drain(&mut n1), [Action::AskPromote { claim: 1 }]);
 }
@@ -233,13 +263,19 @@ fn two_started_secondaries_leave_the_promotion_to_the_lesser_name() {
 fn a_node_just_back_from_a_reset_lets_the_longer_running_peer_claim_first() {
     let t = t0();
     // node1 (the lesser name) restarted a moment ago; node2 has run for a minute
-    let mut n1 = Ha::new(t, "node1", "node2", 3, started(), false, TIMING);
+    let mut n1 = Ha::new(
+        t,
+        HaInit {
+            incarnation: 3,
+            ..init("node1", started())
+        },
+    );
     let mut p = peer(Mode::Default, Status::Running);
     p.up_ms = 60_000;
     n1.on_peer_state(t + ms(500), p);
     assert!(drain(&mut n1).is_empty(), "node1 waits for node2");
     // and node2, seeing node1 young, claims
-    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    let mut n2 = Ha::new(t, init("node2", started()));
     n2.since = t - ms(60_000);
     let mut p1 = peer(Mode::Default, Status::Running);
     p1.node = "node1".into();
@@ -251,7 +287,7 @@ fn a_node_just_back_from_a_reset_lets_the_longer_running_peer_claim_first() {
 #[test]
 fn a_grant_blocks_this_nodes_own_claim_until_the_peer_reports_it_finished() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     assert!(ha.on_promote_request(t, 2, 7));
     ha.on_peer_state(t, peer(Mode::Default, Status::Stopped));
     assert!(
@@ -267,8 +303,8 @@ fn a_grant_blocks_this_nodes_own_claim_until_the_peer_reports_it_finished() {
 #[test]
 fn simultaneous_claims_are_settled_by_name() {
     let t = t0();
-    let mut n1 = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
-    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    let mut n1 = Ha::new(t, init("node1", started()));
+    let mut n2 = Ha::new(t, init("node2", started()));
     n1.on_peer_state(t, peer(Mode::Default, Status::Stopped));
     let mut p1 = peer(Mode::Default, Status::Stopped);
     p1.node = "node1".into();
@@ -287,7 +323,13 @@ fn simultaneous_claims_are_settled_by_name() {
 #[test]
 fn a_node_that_fences_its_peer_refuses_the_peers_claim() {
     let t = t0();
-    let mut ha = Ha::new(t, "node2", "node1", 1, started(), false, TIMING);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            incarnation: 1,
+            ..init("node2", started())
+        },
+    );
     ha.on_timeout(t + ms(3000));
     assert_eq!(drain(&mut ha), [Action::Fence]);
     assert!(!ha.on_promote_request(t + ms(3100), 9, 1));
@@ -298,14 +340,27 @@ fn a_node_that_fences_its_peer_refuses_the_peers_claim() {
 #[test]
 fn a_primary_or_starting_node_refuses_every_claim() {
     let t = t0();
-    let mut ha = Ha::new(t, "node2", "node1", 1, started(), true, TIMING);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            incarnation: 1,
+            servers: Observed::Up,
+            ..init("node2", started())
+        },
+    );
     assert!(!ha.on_promote_request(t, 9, 1));
 }
 
 #[test]
 fn two_primaries_that_communicate_reset_the_greater_name_only() {
     let t = t0();
-    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), true, TIMING);
+    let mut n2 = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node2", started())
+        },
+    );
     let mut p = peer(Mode::Default, Status::Primary);
     p.node = "node1".into();
     n2.on_peer_state(t, p);
@@ -313,7 +368,13 @@ fn two_primaries_that_communicate_reset_the_greater_name_only() {
     assert!(
         matches!(&a[..], [Action::HaReset { reason }] if reason.contains("both nodes primary"))
     );
-    let mut n1 = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
+    let mut n1 = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
     n1.on_peer_state(t, peer(Mode::Default, Status::Primary));
     assert!(drain(&mut n1).is_empty());
 }
@@ -321,7 +382,7 @@ fn two_primaries_that_communicate_reset_the_greater_name_only() {
 #[test]
 fn a_report_overtaken_by_a_newer_one_is_dropped() {
     let t = t0();
-    let mut n2 = Ha::new(t, "node2", "node1", 2, started(), false, TIMING);
+    let mut n2 = Ha::new(t, init("node2", started()));
     let mut old = peer(Mode::Default, Status::Primary);
     old.node = "node1".into();
     old.seq = 5;
@@ -344,8 +405,8 @@ fn a_report_overtaken_by_a_newer_one_is_dropped() {
 #[test]
 fn servers_seen_running_here_make_the_node_primary_and_refuse_the_peers_claim() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
-    ha.on_servers_observed(t, true);
+    let mut ha = Ha::new(t, init("node1", started()));
+    ha.on_servers_observed(t, Observed::Up);
     assert_eq!(ha.status(), Status::Primary);
     assert!(!ha.on_promote_request(t, 2, 1));
 }
@@ -353,7 +414,13 @@ fn servers_seen_running_here_make_the_node_primary_and_refuse_the_peers_claim() 
 #[test]
 fn servers_that_survive_their_stop_keep_the_node_primary_and_reset_it() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
     ha.apply(t, Op::Stop).unwrap();
     assert!(matches!(&drain(&mut ha)[..], [Action::StopServers { .. }]));
     ha.on_servers_stopped(t, Err("db in D state".into()));
@@ -417,7 +484,7 @@ fn a_failed_start_sets_the_flag_stops_what_started_and_blocks_until_clear() {
 #[test]
 fn refused_commands_change_nothing_and_say_why() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
     drain(&mut ha);
     let before = ha.record();
@@ -449,7 +516,7 @@ fn peerup_is_refused_in_single_and_config_and_force_smith_outside_default() {
             peerdown: true,
             ..Record::default()
         };
-        let ha = Ha::new(t, "node1", "node2", 1, rec, false, TIMING);
+        let ha = Ha::new(t, init("node1", rec));
         assert!(
             ha.check(t, Op::Peerup)
                 .unwrap_err()
@@ -463,7 +530,7 @@ fn peerup_is_refused_in_single_and_config_and_force_smith_outside_default() {
                 .contains("default mode")
         );
     }
-    let mut ha = Ha::new(t, "node1", "node2", 1, Record::default(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", Record::default()));
     ha.apply(t, Op::ForceSmith).unwrap();
     assert!(
         matches!(&drain(&mut ha)[..], [Action::HaReset { reason }] if reason.contains("force smith"))
@@ -474,13 +541,13 @@ fn peerup_is_refused_in_single_and_config_and_force_smith_outside_default() {
 #[test]
 fn config_is_set_on_the_primary_not_beside_it() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut ha = Ha::new(t, init("node1", started()));
     ha.on_peer_state(t, peer(Mode::Locked, Status::Stopped));
     drain(&mut ha);
     // node1 secondary? No: its locked peer cannot run the servers, so node1 claims them
     let mut p = peer(Mode::Locked, Status::Primary);
     p.started = false;
-    let mut other = Ha::new(t, "node1", "node2", 1, started(), false, TIMING);
+    let mut other = Ha::new(t, init("node1", started()));
     other.on_peer_state(t, p);
     let err = other.check(t, Op::Mode(Mode::Config)).unwrap_err();
     assert!(err.0.contains("on the primary"), "{err}");
@@ -490,7 +557,13 @@ fn config_is_set_on_the_primary_not_beside_it() {
 #[test]
 fn locking_a_primary_stops_its_servers() {
     let t = t0();
-    let mut ha = Ha::new(t, "node1", "node2", 1, started(), true, TIMING);
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
     ha.apply(t, Op::Mode(Mode::Locked)).unwrap();
     assert!(matches!(&drain(&mut ha)[..], [Action::StopServers { .. }]));
     ha.on_servers_stopped(t, Ok(()));
@@ -502,7 +575,13 @@ fn single_mode_is_left_for_default_without_stopping_but_config_mode_stops() {
     let t = t0();
     for (mode, stops) in [(Mode::Single, false), (Mode::Config, true)] {
         let rec = Record { mode, ..started() };
-        let mut ha = Ha::new(t, "node1", "node2", 1, rec, true, TIMING);
+        let mut ha = Ha::new(
+            t,
+            HaInit {
+                servers: Observed::Up,
+                ..init("node1", rec)
+            },
+        );
         ha.on_peer_state(t, peer(Mode::Locked, Status::Stopped));
         assert!(drain(&mut ha).is_empty());
         // the peer is unlocked (tampering: the seed's prohibited single-default/config-default)
@@ -610,7 +689,17 @@ fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_seed_says() 
                         ha_idle_failed_startup: false,
                     };
                     // the state at rest, before the input: nothing decided yet
-                    let mut ha = Ha::new(t, "node1", "node2", 1, rec, holding, TIMING);
+                    let mut ha = Ha::new(
+                        t,
+                        HaInit {
+                            servers: if holding {
+                                Observed::Up
+                            } else {
+                                Observed::Down
+                            },
+                            ..init("node1", rec)
+                        },
+                    );
                     ha.record = rec;
                     ha.holding = holding;
                     (ha.starting, ha.stopping, ha.since) = (false, false, t - ms(10_000));
@@ -623,7 +712,17 @@ fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_seed_says() 
                     }
                     let actions = drain(&mut ha);
                     let (l, r, v) = {
-                        let mut h = Ha::new(t, "node1", "node2", 1, rec, holding, TIMING);
+                        let mut h = Ha::new(
+                            t,
+                            HaInit {
+                                servers: if holding {
+                                    Observed::Up
+                                } else {
+                                    Observed::Down
+                                },
+                                ..init("node1", rec)
+                            },
+                        );
                         h.since = t - ms(10_000);
                         if let Some(p) = p {
                             h.peer = Some(p.clone());

@@ -224,6 +224,7 @@ pub(crate) async fn server(
     listener: TcpListener,
     events: mpsc::UnboundedSender<Event>,
     report: watch::Receiver<HaReport>,
+    mine: watch::Receiver<PeerState>,
 ) {
     // the peer needs one connection; a few more cover reconnects while an old one lingers
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -245,9 +246,9 @@ pub(crate) async fn server(
         };
         let cfg = cfg.clone();
         let events = events.clone();
-        let report = report.clone();
+        let (report, mine) = (report.clone(), mine.clone());
         tokio::spawn(async move {
-            if let Err(why) = serve(&cfg, stream, &events, &report).await {
+            if let Err(why) = serve(&cfg, stream, &events, &report, &mine).await {
                 let _ = events.send(Event::Rejected(format!("{from}: {why}")));
             }
             drop(slot);
@@ -260,6 +261,7 @@ async fn serve(
     stream: tokio::net::TcpStream,
     events: &mpsc::UnboundedSender<Event>,
     report: &watch::Receiver<HaReport>,
+    mine: &watch::Receiver<PeerState>,
 ) -> Result<(), String> {
     let pending =
         match session::accept::<Identity>(stream, PROTOCOL, &cfg.key, cfg.peer_timeout).await {
@@ -298,16 +300,14 @@ async fn serve(
             Ok(Err(_)) | Err(_) => return Ok(()),
         };
         let reply = match request {
+            // answered here with what the driver last published: a heartbeat never waits on
+            // the driver (which may wait for a write of ha.json to be durable before it
+            // publishes)
             Request::Exchange(state) => {
-                let (tx_state, rx_state) = oneshot::channel();
-                let _ = events.send(Event::Exchange {
-                    state,
-                    reply: tx_state,
-                });
-                match rx_state.await {
-                    Ok(s) => Reply::State(s),
-                    Err(_) => return Ok(()),
+                if events.send(Event::Peer(state)).is_err() {
+                    return Ok(()); // the driver has ended
                 }
+                Reply::State(mine.borrow().clone())
             }
             Request::Promote { incarnation, claim } => {
                 let (tx_p, rx_p) = oneshot::channel();

@@ -1,27 +1,45 @@
 //! The tokio driver of one node's [`Ha`] core: it runs the core's actions (persist the mode,
 //! start/stop/kill the HA-managed servers through the supervisor, run the fence command, ask the
 //! peer's consent, HA reset), carries the peer link, and runs the pair-wide commands of
-//! `nm-cli ha` as sequences of steps on both nodes.
+//! `nm-cli ha` as sequences of steps on both nodes ([`crate::core::plan`]).
+//!
+//! No task that carries heartbeats or link traffic waits on the disk: `ha.json` is written by a
+//! writer that runs each write on a blocking thread, in order, and reports it back as an event.
+//! The link answers the peer's exchanges with the state the driver last published, and the
+//! driver publishes a record of the core only once it is durable. An operator's command is
+//! checked, written, then checked again and applied when the write finished (refused if the
+//! pair moved meanwhile). Only an HA reset waits for its smith log line, on a blocking thread:
+//! nothing else is decided after it.
 
+mod effects;
 mod link;
+mod pair;
 mod servers;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use supervisor_core::SupervisorHandle;
+use supervisor_core::{Accepted, Command, CommandError, SupervisorHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use crate::core::{Action, Ha, Op, PeerState, Timing};
+use crate::core::plan;
+use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Timing};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
-pub use servers::{any_up, kill_all};
+pub use effects::{ResetEffects, reset_effects};
+pub use servers::{any_up, kill_all, observe};
+
+use effects::{fence, run};
+use pair::describe;
 
 use link::{LinkConfig, Outgoing, Reply, Request};
 
@@ -105,13 +123,10 @@ pub enum HaExit {
 /// What reaches the driver task.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// The peer's state, from our exchange.
+    /// The peer's state, from an exchange in either direction.
     Peer(PeerState),
-    /// The peer's exchange: take its state in, answer with ours.
-    Exchange {
-        state: PeerState,
-        reply: oneshot::Sender<PeerState>,
-    },
+    /// The oldest write in flight finished (writes finish in the order they were queued).
+    Persisted(Result<(), String>),
     /// The peer asks consent to become primary.
     PromoteRequest {
         incarnation: u64,
@@ -133,12 +148,19 @@ pub(crate) enum Event {
         op: Op,
         reply: oneshot::Sender<Result<PeerState, String>>,
     },
+    /// An operator's start, restart or resume of an HA-managed server: decided here, against
+    /// the core's own promote/demote decisions.
+    ServerCommand {
+        name: String,
+        command: Command,
+        reply: oneshot::Sender<Result<Result<Accepted, CommandError>, HaError>>,
+    },
     /// Answer once everything before is handled and published.
     Sync(oneshot::Sender<()>),
     Started(Result<(), String>),
     Stopped(Result<(), String>),
-    /// The supervisor's snapshot changed: whether an HA-managed server runs (or may) here.
-    Observed(bool),
+    /// The supervisor's snapshot changed what it shows of the HA-managed servers here.
+    Observed(Observed),
     Fenced(Result<(), String>),
     /// A frame or handshake that failed authentication or decoding: dropped, counted.
     Rejected(String),
@@ -174,10 +196,20 @@ pub fn start(
     let incarnation = nm_wire::frame::nonce()
         .map(|n| u64::from_be_bytes(n[..8].try_into().expect("8 bytes")))
         .map_err(StartError::Random)?;
-    let up = servers::any_up(&sup.snapshot(), &cfg.servers);
+    let observed = servers::observe(&sup.snapshot(), &cfg.servers);
     let t = now();
-    let core = Ha::new(t, &cfg.node, &cfg.peer, incarnation, record, up, cfg.timing);
-    if up {
+    let core = Ha::new(
+        t,
+        HaInit {
+            node: cfg.node.clone(),
+            peer: cfg.peer.clone(),
+            incarnation,
+            record,
+            servers: observed,
+            timing: cfg.timing,
+        },
+    );
+    if observed.may_run() {
         tracing::info!("HA-managed servers run here: this node is primary");
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -212,7 +244,7 @@ pub fn start(
     };
     let client = tokio::spawn(link::client(
         link_cfg.clone(),
-        mine_rx,
+        mine_rx.clone(),
         outbox_rx,
         events_tx.clone(),
     ));
@@ -221,6 +253,7 @@ pub fn start(
         listener,
         events_tx.clone(),
         report_rx,
+        mine_rx,
     ));
     // every supervisor snapshot: does an HA-managed server run (or may it) here?
     let watcher = {
@@ -228,7 +261,7 @@ pub fn start(
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let up = servers::any_up(&snaps.borrow_and_update(), &names);
+                let up = servers::observe(&snaps.borrow_and_update(), &names);
                 if last != Some(up) {
                     last = Some(up);
                     if ev.send(Event::Observed(up)).is_err() {
@@ -241,7 +274,13 @@ pub fn start(
             }
         })
     };
+    let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer(cfg.data_dir.clone(), writes_rx, events_tx.clone()));
     let driver = Driver {
+        durable: record,
+        writes: writes_tx,
+        in_flight: VecDeque::new(),
+        syncs: vec![],
         core,
         cfg: Arc::new(cfg),
         sup,
@@ -257,6 +296,8 @@ pub fn start(
         client.abort();
         server.abort();
         watcher.abort();
+        // a write under way finishes on its blocking thread; the ones queued after it are dropped
+        writer.abort();
         exit
     });
     Ok((handle, task))
@@ -293,6 +334,32 @@ impl HaHandle {
         self.rejected.load(Ordering::Relaxed)
     }
 
+    /// Runs an operator's `command` on the HA-managed server `name` through the supervisor,
+    /// decided by the HA manager itself: a `Start`, `Restart` or `Resume` only while this node is
+    /// primary, checked and issued by the driver task before it handles anything else, so that no
+    /// promote or demote decision comes between the check and the command. Other commands
+    /// (`Stop`, `Kill`, `Suspend`) are passed through the same way.
+    ///
+    /// # Errors
+    /// [`HaError::Refused`] when this node is not primary (nothing was sent to the supervisor);
+    /// [`HaError::Gone`] when the HA manager or the supervisor has stopped. `Ok(Err(..))` is the
+    /// supervisor's own refusal.
+    pub async fn server_command(
+        &self,
+        name: &str,
+        command: Command,
+    ) -> Result<Result<Accepted, CommandError>, HaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::ServerCommand {
+                name: name.to_owned(),
+                command,
+                reply,
+            })
+            .map_err(|_| HaError::Gone)?;
+        rx.await.map_err(|_| HaError::Gone)?
+    }
+
     /// Runs an `nm-cli ha` command (one at a time) and reports both nodes afterwards.
     ///
     /// # Errors
@@ -304,8 +371,18 @@ impl HaHandle {
         let mut steps = vec![];
         let done = match cmd {
             PairCommand::Status => Ok(()),
-            PairCommand::Start => self.pair_start(&mut steps).await,
-            PairCommand::Stop => self.pair_stop(&mut steps).await,
+            PairCommand::Start => match plan::plan_start(&self.report()) {
+                Ok(plan) => self.carry_out(plan, &mut steps).await,
+                Err(refused) => Err(HaError::Refused(refused.0)),
+            },
+            PairCommand::Stop => match plan::plan_stop(&self.report()) {
+                Ok(plan) => {
+                    let done = self.carry_out(plan, &mut steps).await;
+                    self.sync().await;
+                    done
+                }
+                Err(refused) => Err(HaError::Refused(refused.0)),
+            },
             PairCommand::Config => self.local(Op::Mode(Mode::Config), &mut steps).await,
             PairCommand::Clear => self.local(Op::Clear, &mut steps).await,
             PairCommand::ForceSmith => self.local(Op::ForceSmith, &mut steps).await,
@@ -330,215 +407,6 @@ impl HaHandle {
             report: self.report(),
         })
     }
-
-    /// One exchange with the peer now (if it communicates), then the driver is in sync.
-    async fn refresh(&self) {
-        let (reply, rx) = oneshot::channel();
-        let out = Outgoing {
-            request: Request::Exchange(self.mine.borrow().clone()),
-            timeout: Duration::from_secs(1),
-            reply,
-        };
-        // bounded: a link still dialling a silent peer does not hold up a status
-        let asked = tokio::time::timeout(Duration::from_secs(1), async {
-            if self.outbox.send(out).await.is_ok() {
-                let _ = rx.await;
-            }
-        });
-        let _ = asked.await;
-        let (tx, rx) = oneshot::channel();
-        if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    async fn local(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let (reply, rx) = oneshot::channel();
-        self.events
-            .send(Event::Local { op, reply })
-            .map_err(|_| HaError::Gone)?;
-        rx.await
-            .map_err(|_| HaError::Gone)?
-            .map_err(HaError::Refused)?;
-        if link::stops(op) {
-            link::wait_not_primary(self.report.clone(), self.stop_wait)
-                .await
-                .map_err(HaError::Failed)?;
-        }
-        steps.push(format!("{}: {}", self.node, describe(op)));
-        Ok(())
-    }
-
-    async fn remote(&self, op: Op, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let (reply, rx) = oneshot::channel();
-        let limit = self.stop_wait + Duration::from_secs(5);
-        let out = Outgoing {
-            request: Request::Op {
-                op,
-                state: self.mine.borrow().clone(),
-            },
-            timeout: limit,
-            reply,
-        };
-        self.outbox.send(out).await.map_err(|_| HaError::Gone)?;
-        // the link may still be dialling: wait for that too, but not forever
-        let answer = tokio::time::timeout(limit * 2, rx).await.map_err(|_| {
-            HaError::Failed(format!("{}: no answer within {:?}", self.peer, limit * 2))
-        })?;
-        match answer.map_err(|_| HaError::Gone)? {
-            Ok(Reply::Op(Ok(_))) => {
-                steps.push(format!("{}: {}", self.peer, describe(op)));
-                Ok(())
-            }
-            Ok(Reply::Op(Err(why))) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
-            Ok(_) => Err(HaError::Failed(format!("{}: unexpected answer", self.peer))),
-            Err(why) => Err(HaError::Failed(format!("{}: {why}", self.peer))),
-        }
-    }
-
-    async fn sync(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// seed 004 `start`: stop each node where needed, both to default, this node first (primary),
-    /// then the peer (secondary).
-    async fn pair_start(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let r = self.report();
-        // refuse before touching anything: stopping a healthy primary to then find that this
-        // node cannot start would leave the pair with no primary
-        if r.local.ha_idle_failed_startup == Some(true) {
-            return Err(HaError::Refused(
-                "ha_idle_failed_startup is set: a start of the HA-managed servers failed; fix the cause, then run `nm-cli ha clear`".into(),
-            ));
-        }
-        // the peer stops HA first (its servers too, if it is primary): once in default mode, a
-        // started peer (a locked one shows `stopped` but may be started) would claim the servers
-        // itself before this node starts
-        if r.communicating {
-            self.remote(Op::Stop, steps).await?;
-        }
-        // both to default: a node in single or config mode leaves it first (its peer must stay
-        // locked or certified until then), then the other
-        let local_first = matches!(r.local.mode, Mode::Single | Mode::Config);
-        if !local_first && r.communicating && r.peer.mode != Mode::Default {
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        }
-        if r.local.mode == Mode::Config && r.local.status == Some(Status::Primary) {
-            self.local(Op::Stop, steps).await?;
-        }
-        if r.local.mode != Mode::Default {
-            self.local(Op::Mode(Mode::Default), steps).await?;
-        }
-        if local_first && r.communicating && r.peer.mode != Mode::Default {
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        }
-        self.local(Op::Start, steps).await?;
-        if !r.communicating && r.peer.mode != Mode::Peerdown {
-            steps.push(format!(
-                "{}: the peer {} does not communicate: it is fenced before this node becomes primary",
-                self.node, self.peer
-            ));
-        }
-        let mut report = self.report.clone();
-        let done = report.wait_for(|r| {
-            (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
-                || r.local.ha_idle_failed_startup == Some(true)
-        });
-        // the watch guard is dropped here, before anything else is awaited
-        let failed = match tokio::time::timeout(self.start_wait, done).await {
-            Ok(Ok(now)) => now.local.ha_idle_failed_startup == Some(true),
-            Ok(Err(_)) => return Err(HaError::Gone),
-            Err(_) => {
-                return Err(HaError::Failed(format!(
-                    "{}: not primary after {:?} (fence: {})",
-                    self.node,
-                    self.start_wait,
-                    self.report().fence
-                )));
-            }
-        };
-        if failed {
-            // hand the servers back: the peer's HA starts again and, this node being blocked,
-            // it becomes primary
-            if r.communicating && self.remote(Op::Start, steps).await.is_err() {
-                tracing::error!(peer = %self.peer, "cannot restart HA on the peer after the failed start");
-            }
-            return Err(HaError::Failed(format!(
-                "{}: the start of the HA-managed servers failed: ha_idle_failed_startup is set (see `nm-cli nm log`; then `nm-cli ha clear`)",
-                self.node
-            )));
-        }
-        steps.push(format!("{}: primary", self.node));
-        if r.communicating {
-            self.remote(Op::Start, steps).await?;
-        }
-        Ok(())
-    }
-
-    /// seed 004 `stop`: the secondary to locked, the primary to config and stopped, then both to
-    /// default with the HA-managed servers stopped. No HA reset.
-    async fn pair_stop(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
-        let r = self.report();
-        if !r.communicating {
-            if r.peer.mode != Mode::Peerdown {
-                return Err(HaError::Refused(format!(
-                    "the peer {} does not communicate: `ha stop` stops both nodes and needs it; if it is powered off, certify it with `nm-cli ha peerdown`; to stop this node alone, `nm-cli ha mode locked`",
-                    self.peer
-                )));
-            }
-            self.local(Op::Stop, steps).await?;
-            if r.local.mode != Mode::Default {
-                self.local(Op::Mode(Mode::Default), steps).await?;
-            }
-            return Ok(());
-        }
-        let local_primary = r.local.status == Some(Status::Primary);
-        let peer_primary = r.peer.status == Some(Status::Primary);
-        if local_primary {
-            self.remote(Op::Mode(Mode::Locked), steps).await?;
-            self.local(Op::Mode(Mode::Config), steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.local(Op::Mode(Mode::Default), steps).await?;
-            self.remote(Op::Stop, steps).await?;
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-        } else if peer_primary {
-            self.local(Op::Mode(Mode::Locked), steps).await?;
-            self.remote(Op::Mode(Mode::Config), steps).await?;
-            self.remote(Op::Stop, steps).await?;
-            self.remote(Op::Mode(Mode::Default), steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.local(Op::Mode(Mode::Default), steps).await?;
-        } else {
-            self.remote(Op::Stop, steps).await?;
-            self.local(Op::Stop, steps).await?;
-            self.refresh().await;
-            let r = self.report();
-            if r.local.mode != Mode::Default {
-                self.local(Op::Mode(Mode::Default), steps).await?;
-            }
-            self.refresh().await;
-            if self.report().peer.mode != Mode::Default {
-                self.remote(Op::Mode(Mode::Default), steps).await?;
-            }
-        }
-        self.sync().await;
-        Ok(())
-    }
-}
-
-fn describe(op: Op) -> String {
-    match op {
-        Op::Mode(m) => format!("mode {m}"),
-        Op::Start => "HA started".into(),
-        Op::Stop => "HA stopped (HA-managed servers stopped)".into(),
-        Op::Clear => "ha_idle_failed_startup cleared".into(),
-        Op::Peerdown => "peer certified peerdown".into(),
-        Op::Peerup => "peerdown certification withdrawn".into(),
-        Op::ForceSmith => "HA reset".into(),
-    }
 }
 
 struct Driver {
@@ -551,13 +419,65 @@ struct Driver {
     report: watch::Sender<HaReport>,
     rejected: Arc<AtomicU64>,
     incarnation: u64,
+    /// The writer of `ha.json`, off the runtime thread ([`writer`]).
+    writes: mpsc::UnboundedSender<Record>,
+    /// What was queued to it and has not finished, oldest first.
+    in_flight: VecDeque<Write>,
+    /// The record on disk as far as known (the last write that succeeded, or the one loaded).
+    durable: Record,
+    /// [`Event::Sync`]s waiting for the writes of the core's records to finish.
+    syncs: Vec<oneshot::Sender<()>>,
+}
+
+/// A write of `ha.json` in flight, and what its completion does.
+#[derive(Debug)]
+enum Write {
+    /// The core's [`Action::Persist`] (the core holds this record already).
+    Core(Record),
+    /// An operator's or the peer's command: applied once its record is durable.
+    Command {
+        op: Op,
+        rec: Record,
+        reply: oneshot::Sender<Result<PeerState, String>>,
+    },
+}
+
+impl Write {
+    fn record(&self) -> Record {
+        match self {
+            Self::Core(rec) | Self::Command { rec, .. } => *rec,
+        }
+    }
+}
+
+/// Writes each record it receives to `data_dir/ha.json` (write, fsync, rename, fsync of the
+/// directory) on a blocking thread, one at a time in the order received, and reports each
+/// outcome as an [`Event::Persisted`]. The driver task, which answers the peer and runs the
+/// timers, never waits on the disk. Ends when the driver drops its sender.
+async fn writer(
+    data_dir: PathBuf,
+    mut records: mpsc::UnboundedReceiver<Record>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(rec) = records.recv().await {
+        let dir = data_dir.clone();
+        let done = match tokio::task::spawn_blocking(move || store::save(&dir, &rec)).await {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("the writer of {}: {e}", store::MODE_FILE)),
+        };
+        if events.send(Event::Persisted(done)).is_err() {
+            return;
+        }
+    }
 }
 
 impl Driver {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> HaExit {
         loop {
             while let Some(action) = self.core.poll_action() {
-                if let Some(exit) = self.act(action).await {
+                if let Some(reason) = self.act(action) {
+                    // an HA reset: nothing else is decided; it may await the disk now
+                    let exit = self.reset(&reason).await;
                     self.publish();
                     return exit;
                 }
@@ -566,6 +486,9 @@ impl Driver {
             let deadline = self.core.next_deadline();
             tokio::select! {
                 ev = events.recv() => match ev {
+                    Some(Event::ServerCommand { name, command, reply }) => {
+                        let _ = reply.send(self.server_command(&name, command).await);
+                    }
                     Some(ev) => self.on_event(ev),
                     None => return HaExit::Stopped,
                 },
@@ -574,7 +497,16 @@ impl Driver {
         }
     }
 
+    /// Publishes the report and what the peer is told, unless a record of the core is still
+    /// being written: a mode is durable before it is reported (until then both show the state
+    /// before it, and the link keeps answering the peer with that).
     fn publish(&mut self) {
+        if self.in_flight.iter().any(|w| matches!(w, Write::Core(_))) {
+            return;
+        }
+        for sync in self.syncs.drain(..) {
+            let _ = sync.send(());
+        }
         let t = now();
         let mut report = HaReport::of(&self.core, t, &self.cfg.peer, &self.cfg.servers);
         report.rejected_frames = self.rejected.load(Ordering::Relaxed);
@@ -602,10 +534,6 @@ impl Driver {
         let t = now();
         match ev {
             Event::Peer(s) => self.core.on_peer_state(t, s),
-            Event::Exchange { state, reply } => {
-                self.core.on_peer_state(t, state);
-                let _ = reply.send(self.stamped());
-            }
             Event::PromoteRequest {
                 incarnation,
                 claim,
@@ -619,20 +547,23 @@ impl Driver {
                 self.core.on_promote_answer(t, claim, granted);
             }
             Event::Remote { op, reply } => {
-                let r = if matches!(op, Op::Mode(_) | Op::Start | Op::Stop) {
-                    self.command(t, op)
+                if matches!(op, Op::Mode(_) | Op::Start | Op::Stop) {
+                    self.command(t, op, reply);
                 } else {
-                    Err(format!("{op:?} is not a command a peer may send"))
-                };
-                let _ = reply.send(r);
+                    let _ = reply.send(Err(format!("{op:?} is not a command a peer may send")));
+                }
             }
-            Event::Local { op, reply } => {
-                let _ = reply.send(self.command(t, op));
+            Event::Local { op, reply } => self.command(t, op, reply),
+            Event::ServerCommand { reply, .. } => {
+                // handled by the run loop, which awaits the supervisor
+                let _ = reply.send(Err(HaError::Gone));
             }
             Event::Sync(reply) => {
+                // answered at the next publication, after the writes of the core's records
+                self.syncs.push(reply);
                 self.publish();
-                let _ = reply.send(());
             }
+            Event::Persisted(result) => self.on_persisted(t, result),
             Event::Started(r) => {
                 match &r {
                     Ok(()) => tracing::info!("HA-managed servers running: this node is primary"),
@@ -652,7 +583,7 @@ impl Driver {
                 self.core.on_servers_stopped(t, r);
             }
             Event::Observed(up) => {
-                if up && !self.core.is_primary() {
+                if up.may_run() && !self.core.is_primary() {
                     tracing::warn!(
                         "an HA-managed server runs here (or may: UNKNOWN): this node is primary"
                     );
@@ -677,26 +608,104 @@ impl Driver {
         }
     }
 
-    /// check → persist → apply: a refused command or a failed write changes nothing.
-    fn command(&mut self, t: Instant, op: Op) -> Result<PeerState, String> {
-        let rec = self.core.check(t, op).map_err(|r| r.0)?;
-        if rec != self.core.record() {
-            store::save(&self.cfg.data_dir, &rec).map_err(|e| format!("{e:#}: nothing changed"))?;
+    /// [`HaHandle::server_command`]: the supervisor's answer is awaited here, so the command is
+    /// in the supervisor's queue before any later decision of this core (e.g. a stop of the
+    /// HA-managed servers) sends its own commands.
+    async fn server_command(
+        &mut self,
+        name: &str,
+        command: Command,
+    ) -> Result<Result<Accepted, CommandError>, HaError> {
+        // seed 004: an HA-managed server runs on the primary only
+        let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
+        if starts && !self.core.is_primary() {
+            return Err(HaError::Refused(format!(
+                "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
+            )));
         }
+        self.sup
+            .command(name, command)
+            .await
+            .map_err(|_| HaError::Gone)
+    }
+
+    /// check → persist → apply: a refused command or a failed write changes nothing. The write
+    /// goes to the [`writer`]; [`Driver::on_persisted`] applies the command and answers `reply`.
+    fn command(&mut self, t: Instant, op: Op, reply: oneshot::Sender<Result<PeerState, String>>) {
+        let rec = match self.core.check(t, op) {
+            Ok(rec) => rec,
+            Err(refused) => {
+                let _ = reply.send(Err(refused.0));
+                return;
+            }
+        };
+        if rec == self.core.record() {
+            let _ = reply.send(self.apply(t, op));
+        } else {
+            self.write(Write::Command { op, rec, reply });
+        }
+    }
+
+    /// The second half of [`Driver::command`], once its record is durable.
+    fn apply(&mut self, t: Instant, op: Op) -> Result<PeerState, String> {
         self.core.apply(t, op).map_err(|r| r.0)?;
         tracing::info!(op = describe(op), "HA command");
         Ok(self.stamped())
     }
 
-    /// Runs one action; `Some` when the driver must end (HA reset).
-    async fn act(&mut self, action: Action) -> Option<HaExit> {
-        match action {
-            Action::Persist(rec) => {
-                if let Err(e) = store::save(&self.cfg.data_dir, &rec) {
-                    tracing::error!(error = %format!("{e:#}"), "cannot persist the HA mode; retrying");
-                    self.core.on_persist_failed(now());
+    fn write(&mut self, w: Write) {
+        if self.writes.send(w.record()).is_err() {
+            // the writer ended: only when the driver is ending too
+            if let Write::Command { reply, .. } = w {
+                let _ = reply.send(Err("the HA manager is stopping: nothing changed".into()));
+            }
+            return;
+        }
+        self.in_flight.push_back(w);
+    }
+
+    /// The oldest write finished.
+    fn on_persisted(&mut self, t: Instant, result: Result<(), String>) {
+        let Some(w) = self.in_flight.pop_front() else {
+            return; // not ours: every write queued is in `in_flight`
+        };
+        if result.is_ok() {
+            self.durable = w.record();
+        }
+        match (w, result) {
+            (Write::Core(_), Ok(())) => {}
+            (Write::Core(_), Err(e)) => {
+                tracing::error!(error = %e, "cannot persist the HA mode; retrying");
+                self.core.on_persist_failed(t);
+            }
+            (Write::Command { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(format!("{e}: nothing changed")));
+            }
+            (Write::Command { op, rec, reply }, Ok(())) => {
+                // the pair may have moved while the record was written: check again
+                let answer = match self.core.check(t, op) {
+                    Ok(now) if now == rec => self.apply(t, op),
+                    Ok(_) => Err(format!(
+                        "the pair changed while \"{}\" was being written: nothing changed; try again",
+                        describe(op)
+                    )),
+                    Err(refused) => Err(refused.0),
+                };
+                let _ = reply.send(answer);
+                // the disk must end up holding the core's record, whatever was applied
+                let last = self.in_flight.back().map_or(self.durable, Write::record);
+                if last != self.core.record() {
+                    self.write(Write::Core(self.core.record()));
                 }
             }
+        }
+    }
+
+    /// Runs one action (none waits: the work goes beside the driver and comes back as an
+    /// event); `Some(reason)` for an HA reset, which the caller carries out.
+    fn act(&mut self, action: Action) -> Option<String> {
+        match action {
+            Action::Persist(rec) => self.write(Write::Core(rec)),
             Action::StartServers { reason } => {
                 tracing::warn!(%reason, servers = ?self.cfg.servers, "becoming primary: starting the HA-managed servers");
                 let (sup, cfg) = (self.sup.clone(), self.cfg.clone());
@@ -731,7 +740,7 @@ impl Driver {
                     Event::PromoteAnswer { claim, granted }
                 });
             }
-            Action::HaReset { reason } => return Some(self.reset(&reason).await),
+            Action::HaReset { reason } => return Some(reason),
         }
         None
     }
@@ -745,16 +754,14 @@ impl Driver {
     }
 
     async fn reset(&self, reason: &str) -> HaExit {
-        let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
-        let line = format!("{at} {} HA reset: {reason}", self.cfg.node);
-        // seed 004: the line is on disk before the reset acts
-        if let Err(e) = store::smith(&self.cfg.data_dir, &line) {
-            tracing::error!(error = %e, "cannot write the smith log");
-        }
-        tracing::error!(%reason, "HA RESET: killing the HA-managed servers");
-        if !servers::kill_all(&self.sup, &self.cfg.servers, Duration::from_secs(10)).await {
-            tracing::error!("HA-managed servers still alive 10 s after SIGKILL");
-        }
+        reset_effects(
+            &self.cfg.data_dir,
+            &self.cfg.node,
+            &self.cfg.servers,
+            &self.sup,
+            reason,
+        )
+        .await;
         if let Some(argv) = &self.cfg.reset_command {
             match run(argv, &self.cfg, Duration::from_secs(10)).await {
                 Ok(()) => tracing::info!(command = ?argv, "reset command done"),
@@ -762,53 +769,6 @@ impl Driver {
             }
         }
         HaExit::Reset(reason.to_owned())
-    }
-}
-
-async fn fence(cfg: &HaConfig) -> Result<(), String> {
-    run(&cfg.fence_command, cfg, cfg.fence_timeout).await
-}
-
-/// Runs `argv` with `NM_HA_NODE`, `NM_HA_PEER` and `NM_HA_PEER_ADDR` in its environment, in a
-/// process group of its own; `Ok` when it exits 0 within `timeout`. Past the timeout the whole
-/// group is SIGKILLed (a fence script's children included).
-async fn run(argv: &[String], cfg: &HaConfig, timeout: Duration) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .env("NM_HA_NODE", &cfg.node)
-        .env("NM_HA_PEER", &cfg.peer)
-        .env("NM_HA_PEER_ADDR", cfg.peer_addr.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw);
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => {
-            if let Some(g) = group {
-                let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
-            }
-            Err(format!("{program}: no exit within {timeout:?} (killed)"))
-        }
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) => {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
-            if out.status.success() {
-                if !out.stdout.is_empty() {
-                    tracing::info!(output = %text(&out.stdout), "{program}");
-                }
-                Ok(())
-            } else {
-                Err(format!("{program}: {} {}", out.status, text(&out.stderr)))
-            }
-        }
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use supervisor_core::{Command, ServerState, Snapshot, SupervisorHandle};
 
+use crate::core::Observed;
+
 /// Whether any of `names` has a live process, is meant to be running, or may run for all nm
 /// can tell (`UNKNOWN`: e.g. its lock file names a live process whose start token cannot be read).
 #[must_use]
@@ -22,6 +24,22 @@ pub fn any_up(snap: &Snapshot, names: &[String]) -> bool {
                         | ServerState::Unknown
                 ))
     })
+}
+
+/// What the supervisor shows of `names`: [`Observed::Unknown`] when one is `UNKNOWN`, else
+/// [`Observed::Up`] when one may run (as [`any_up`] says), else [`Observed::Down`].
+#[must_use]
+pub fn observe(snap: &Snapshot, names: &[String]) -> Observed {
+    let unknown = snap.servers.iter().any(|(n, s)| {
+        names.iter().any(|x| x == n.as_str()) && s.view.state == ServerState::Unknown
+    });
+    if unknown {
+        Observed::Unknown
+    } else if any_up(snap, names) {
+        Observed::Up
+    } else {
+        Observed::Down
+    }
 }
 
 fn all_down(snap: &Snapshot, names: &[String]) -> bool {

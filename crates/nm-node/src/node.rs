@@ -417,21 +417,11 @@ impl Node {
         match reason {
             StopReason::HaEnded { why, clean } => {
                 if !clean {
-                    // the HA manager died without its reset: do its work, its peer will take over
-                    let line = format!(
-                        "{} {} HA reset: {why}",
-                        humantime::format_rfc3339_millis(crate::wall_now()),
-                        cfg.node
-                    );
-                    if let Err(e) = ha_modes::driver::store::smith(&cfg.data_dir, &line) {
-                        tracing::error!(error = %e, "cannot write the smith log");
-                    }
-                    ha_modes::driver::kill_all(
-                        &sup,
-                        &rules::ha_servers(&cfg),
-                        Duration::from_secs(10),
-                    )
-                    .await;
+                    // the HA manager died without its reset: do its work (the same function),
+                    // its peer will take over
+                    let servers = rules::ha_servers(&cfg);
+                    ha_modes::driver::reset_effects(&cfg.data_dir, &cfg.node, &servers, &sup, &why)
+                        .await;
                 }
                 // the HA-managed servers are killed; the others are left for the next daemon
                 tracing::error!(reason = %why, "HA reset: nm-daemon exits with status {EXIT_HA_RESET}");
@@ -569,18 +559,17 @@ impl NodeHandle {
         name: &str,
         command: Command,
     ) -> Result<Result<Accepted, CommandError>, Refusal> {
-        let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
-        if starts && rules::is_ha_managed(&self.cfg, name) {
-            // the StorNext HA Manager: an HA-managed server runs on the primary only
-            if !self
-                .ha
-                .as_ref()
-                .is_some_and(ha_modes::driver::HaHandle::is_primary)
-            {
-                return Err(Refusal::NotPrimary(format!(
-                    "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
-                )));
-            }
+        if let Some(ha) = self
+            .ha
+            .as_ref()
+            .filter(|_| rules::is_ha_managed(&self.cfg, name))
+        {
+            // the StorNext HA Manager: an HA-managed server runs on the primary only, and the HA
+            // manager decides it in its own task, atomically with its promote/demote decisions
+            return ha.server_command(name, command).await.map_err(|e| match e {
+                ha_modes::driver::HaError::Refused(why) => Refusal::NotPrimary(why),
+                _ => Refusal::ShuttingDown,
+            });
         }
         self.sup
             .command(name, command)

@@ -220,6 +220,21 @@ impl Sim {
         if self.nodes[i].ha.is_some() {
             return;
         }
+        // The StorNext HA Manager: an operator withdraws a peerdown certification (`peerup`)
+        // before powering the certified node on; while the certifier cannot take `peerup` (it is
+        // down, or in single or config mode), the certified node stays off.
+        if self.nodes[1 - i].disk.peerdown {
+            let t = self.t;
+            let certifier = &mut self.nodes[1 - i];
+            let Some(h) = certifier.ha.as_mut() else {
+                return;
+            };
+            let Ok(rec) = h.check(t, Op::Peerup) else {
+                return;
+            };
+            certifier.disk = rec;
+            h.apply(t, Op::Peerup).expect("apply agrees with check");
+        }
         let (t, servers) = (self.t, self.observed(i));
         let n = &mut self.nodes[i];
         n.incarnation += 1;
@@ -676,6 +691,37 @@ fn started_pair() -> Sim {
         "node1 primary"
     );
     sim
+}
+
+#[test]
+fn a_certified_node_is_powered_on_only_after_peerup_so_a_stale_certification_never_starts_a_copy() {
+    // found by the property test before the operator model learnt `peerup` before a power-on:
+    // node1 certifies node2 down, node2 comes back into a partition, both start
+    use Step::{Boot, Cmd, Cut, Tick};
+    let steps = [
+        Cmd(1, Op::ForceSmith),
+        Cmd(0, Op::Peerdown),
+        Boot(1),
+        Cut,
+        Cmd(1, Op::Start),
+        Tick(100),
+        Tick(509),
+        Tick(2391),
+        Tick(1500),
+        Boot(0),
+        Cmd(0, Op::Start),
+        Tick(1036),
+        Tick(1964),
+    ];
+    let mut sim = Sim::new(0);
+    for (k, s) in steps.iter().enumerate() {
+        sim.run(s);
+        sim.check(&steps[..=k]);
+    }
+    assert!(
+        !sim.nodes[0].disk.peerdown,
+        "withdrawn before node2 was powered on"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //!   the node manager pair, the API on TCP and on the Unix socket — and stops it; `NodeHandle`
 //!   reads it while it runs.
 //!
-//! Embedding a whole node in another program takes a few lines (`examples/embed.rs`, run by the
+//! Embedding a whole node in another program takes a few lines (`examples/embed_node.rs`, run by the
 //! `embed` test):
 //!
 //! ```no_run

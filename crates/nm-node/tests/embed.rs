@@ -1,4 +1,4 @@
-//! The embedding example (`examples/embed.rs`) runs a whole node: its servers, the API on the
+//! The embedding example (`examples/embed_node.rs`) runs a whole node: its servers, the API on the
 //! Unix socket, and a standby (a second process of the example) that takes over when the first
 //! is killed. `cargo test --workspace` builds the example before this runs.
 
@@ -21,7 +21,7 @@ fn example() -> PathBuf {
         .unwrap()
         .parent()
         .unwrap()
-        .join("examples/embed");
+        .join("examples/embed_node");
     assert!(
         p.exists(),
         "{} is not built: run `cargo test -p nm-node` (it builds the examples)",

@@ -3,7 +3,7 @@
 //! same program, started with `--standby`) that takes over if this one dies.
 //!
 //! ```sh
-//! cargo run -p nm-node --example embed -- --config examples/quickstart.toml
+//! cargo run -p nm-node --example embed_node -- --config examples/quickstart.toml
 //! ```
 //!
 //! `nm-cli --config FILE status` talks to it as to `nm-daemon`; `nm-cli shutdown` or Ctrl-C stops
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1))
-        .ok_or("usage: embed --config FILE [--standby]")?;
+        .ok_or("usage: embed_node --config FILE [--standby]")?;
     let cfg = nm_node::config::load(path.as_ref())?;
     // the standby that the node launches runs this same program with `--standby`
     let origin = if args.iter().any(|a| a == "--standby") {

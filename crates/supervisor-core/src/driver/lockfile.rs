@@ -7,13 +7,15 @@
 //! recovery a PID is trusted only if it is alive and its start time, process group, boot id and
 //! `NM_SERVER_TOKEN` all match: PID reuse never makes nm adopt or signal a stranger (DESIGN §4.2).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::process::{self, PidFd};
 use crate::core::{Pid, Recovered};
+use crate::os::remove_durably;
+pub use crate::os::write_atomic;
 use crate::spec::ServerName;
 
 /// The lock file's format version.
@@ -76,7 +78,7 @@ impl LockDir {
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
-            dir: super::private_dir(data_dir, "servers")?,
+            dir: crate::os::private_dir(data_dir, "servers")?,
         })
     }
 
@@ -103,11 +105,7 @@ impl LockDir {
     /// # Errors
     /// Any other I/O error.
     pub fn remove(&self, server: &ServerName) -> io::Result<()> {
-        match std::fs::remove_file(self.path(server)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        remove_durably(&self.path(server))
     }
 
     /// The operator-stop marker of `server`: `servers/NAME.stopped`, present while an operator's
@@ -130,11 +128,7 @@ impl LockDir {
     /// # Errors
     /// Any other I/O error.
     pub fn clear_stopped(&self, server: &ServerName) -> io::Result<()> {
-        match std::fs::remove_file(self.stop_marker(server)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        remove_durably(&self.stop_marker(server))
     }
 
     /// Names of servers that have a lock file (for reporting locks of servers no longer
@@ -336,37 +330,6 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), Mismatch
         )));
     }
     Ok((pidfd, stat.state == 'T'))
-}
-
-/// Writes `bytes` to `path` atomically: temporary file in the same directory, fsync, rename,
-/// fsync of the directory. The file is created with mode 0600.
-///
-/// # Errors
-/// Any I/O error; the old file is then untouched (a stray temporary file may remain).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

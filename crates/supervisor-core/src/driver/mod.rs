@@ -20,11 +20,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::lockfile::{LockDir, LockRecord};
 use self::logs::{LogDir, Rotator};
 use self::process::PidFd;
-pub use self::process::{PinnedProcess, start_time_of};
 use crate::core::{
     Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
     ServerState, ServerView, Signal, Supervisor,
 };
+pub use crate::os::{PinnedProcess, start_time_of, unix_ms, wall_now};
 use crate::spec::{ServerName, ServerSpec};
 
 /// What the driver needs to run.
@@ -819,35 +819,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Creates `data_dir/name` (mode 0700 when new) and returns its path.
-fn private_dir(data_dir: &std::path::Path, name: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = data_dir.join(name);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    Ok(dir)
-}
-
 /// How long after an exit the token sweep runs.
 const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Milliseconds since the Unix epoch (0 before it), as lock files and the node manager pair
-/// record wall-clock times.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// The driver's one clock read: tokio's, so paused-time tests control it.
 #[allow(clippy::disallowed_methods)]
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// Wall-clock time, for people (timestamps in lock files and the API).
-#[allow(clippy::disallowed_methods)]
-pub fn wall_now() -> SystemTime {
-    SystemTime::now()
 }

@@ -2,6 +2,8 @@
 //! what the driver knows of each server's process.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -12,7 +14,7 @@ use super::logs::{LogDir, Rotator};
 use super::process::{self, PidFd};
 use super::{ServerStatus, Snapshot, health, now};
 use crate::core::{Action, Exit, Generation, Pid, ProbeResult, Signal, Supervisor};
-use crate::os::{unix_ms, wall_now};
+use crate::os::{OrderedWriter, unix_ms, wall_now};
 use crate::spec::{ServerName, ServerSpec};
 
 pub(super) struct Proc {
@@ -59,11 +61,19 @@ pub(super) struct Executor {
     pub(super) exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
     pub(super) probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
     pub(super) clock: Clock,
+    /// Lock files, intent marks and operator-stop markers are written here, in order.
+    pub(super) writer: OrderedWriter,
 }
 
 impl Executor {
-    /// Runs one action; `Err` is fed back to the core as `on_action_failed`.
-    pub(super) fn execute(&mut self, core: &mut Supervisor, action: &Action) -> Result<(), String> {
+    /// Runs one action; `Err` is fed back to the core as `on_action_failed`. Lock-file writes
+    /// go to the ordered writer and are awaited: the driver's task waits for the disk, the
+    /// runtime's thread does not.
+    pub(super) async fn execute(
+        &mut self,
+        core: &mut Supervisor,
+        action: &Action,
+    ) -> Result<(), String> {
         match action {
             Action::Spawn {
                 server,
@@ -71,7 +81,7 @@ impl Executor {
                 restart_count,
             } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let (pid, mut record) = self.spawn(&spec, *generation, *restart_count)?;
+                let (pid, mut record) = self.spawn(&spec, *generation, *restart_count).await?;
                 // the child is on its way: the bookkeeping below is off the restart's path
                 record.restarts = core
                     .restart_history(server, now())
@@ -81,7 +91,8 @@ impl Executor {
                     .rev()
                     .map(|t| unix_ms(self.clock.wall(t)))
                     .collect();
-                if let Err(e) = self.locks.write(&record) {
+                let rec = record.clone();
+                if let Err(e) = self.on_disk(move |locks| locks.write(&rec)).await {
                     // The previous record, which reserved this start's token, stays in place:
                     // recovery still finds the process. Its reservation is used up, so the next
                     // start writes one.
@@ -92,7 +103,8 @@ impl Executor {
                 // started again: the operator's stop is over (after the lock write, so a crash in
                 // between finds the lock file, which wins over the marker)
                 if self.stop_marks.remove(server) {
-                    if let Err(e) = self.locks.clear_stopped(server) {
+                    let name = server.clone();
+                    if let Err(e) = self.on_disk(move |locks| locks.clear_stopped(&name)).await {
                         tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
                     }
                 }
@@ -133,8 +145,8 @@ impl Executor {
                 }
                 rec.meant_to_run = *meant_to_run;
                 let rec = rec.clone();
-                self.locks
-                    .write(&rec)
+                self.on_disk(move |locks| locks.write(&rec))
+                    .await
                     .map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
             }
             Action::RemoveLock { server } => {
@@ -142,18 +154,32 @@ impl Executor {
                 // Marker first: dying between the two leaves marker + lock file, and the lock
                 // file (meant_to_run = false since the stop began) leaves it down as well.
                 self.stop_marks.insert(server.clone());
-                self.locks.mark_stopped(server).map_err(|e| {
-                    format!("writing {}: {e}", self.locks.stop_marker(server).display())
-                })?;
+                let name = server.clone();
+                self.on_disk(move |locks| locks.mark_stopped(&name))
+                    .await
+                    .map_err(|e| {
+                        format!("writing {}: {e}", self.locks.stop_marker(server).display())
+                    })?;
                 self.records.remove(server);
-                self.locks
-                    .remove(server)
+                let name = server.clone();
+                self.on_disk(move |locks| locks.remove(&name))
+                    .await
                     .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
             }
         }
     }
 
-    pub(super) fn spawn(
+    /// Runs `f` on the lock directory on the ordered writer, behind every write queued before
+    /// it. The work is queued at this call; the future only waits for it.
+    pub(super) fn on_disk<F>(&self, f: F) -> impl Future<Output = io::Result<()>> + Send + 'static
+    where
+        F: FnOnce(&LockDir) -> io::Result<()> + Send + 'static,
+    {
+        let locks = self.locks.clone();
+        self.writer.submit(move || f(&locks))
+    }
+
+    pub(super) async fn spawn(
         &mut self,
         spec: &ServerSpec,
         generation: Generation,
@@ -193,12 +219,15 @@ impl Executor {
             Some(token) => token,
             None => {
                 record.next_token = new_token()?;
-                self.locks.write(&record).map_err(|e| {
-                    format!(
-                        "cannot record the start in {}: {e}",
-                        self.locks.path(name).display()
-                    )
-                })?;
+                let rec = record.clone();
+                self.on_disk(move |locks| locks.write(&rec))
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot record the start in {}: {e}",
+                            self.locks.path(name).display()
+                        )
+                    })?;
                 self.records.insert(name.clone(), record.clone());
                 std::mem::take(&mut record.next_token)
             }

@@ -4,6 +4,14 @@
 //!
 //! Exits are learned from the kernel: each process's pidfd is registered with tokio's reactor and
 //! becomes readable when the process exits (DESIGN §4.4: no polling of `/proc`).
+//!
+//! Lock files, intent marks and operator-stop markers are written (with their `fsync`s) by an
+//! [`OrderedWriter`] thread, in the order the driver submits them, and the driver's task awaits
+//! each before acting on it: a stalled disk holds the supervisor, never the runtime's thread
+//! that also carries the standby heartbeats and the HA link.
+//!
+//! Files: `handle.rs` (what other tasks hold), `recovery.rs` (crash recovery carried out; the
+//! decision is [`crate::core::decide`]), `executor.rs` (actions carried out), `run.rs` (the loop).
 
 mod executor;
 mod handle;
@@ -26,7 +34,7 @@ pub use self::handle::{Gone, SupervisorHandle};
 use self::lockfile::LockDir;
 use self::logs::{LogDir, Rotator};
 use crate::core::{Pid, ServerView, Supervisor};
-pub use crate::os::{PinnedProcess, start_time_of, unix_ms, wall_now};
+pub use crate::os::{OrderedWriter, PinnedProcess, start_time_of, unix_ms, wall_now};
 use crate::spec::{ServerName, ServerSpec};
 
 /// What the driver needs to run.
@@ -70,6 +78,9 @@ pub enum DriverError {
     /// inotify could not be initialised (log rotation).
     #[error("cannot initialise inotify for log rotation")]
     Inotify(#[source] std::io::Error),
+    /// The thread that writes lock files could not be started.
+    #[error("cannot start the lock-file writer thread")]
+    Writer(#[source] std::io::Error),
 }
 
 /// One server as the driver publishes it.
@@ -139,6 +150,23 @@ pub struct Stopped {
 pub fn start(
     config: SupervisorConfig,
 ) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
+    let writer = OrderedWriter::start("nm-lock-writer").map_err(DriverError::Writer)?;
+    start_with_writer(config, writer)
+}
+
+/// [`start`], with lock files, intent marks and operator-stop markers written by `writer`: a
+/// daemon can share one writer (one order) between its components, and a test can stall it
+/// ([`OrderedWriter::stall`]) as a disk that stops answering.
+///
+/// Every write is awaited by the driver's task before it acts on it (a start's token is durable
+/// before its process exists), never by the runtime's thread.
+///
+/// # Errors
+/// See [`DriverError`]; nothing was started.
+pub fn start_with_writer(
+    config: SupervisorConfig,
+    writer: OrderedWriter,
+) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
     let dd = |source| DriverError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -168,6 +196,7 @@ pub fn start(
             t0,
             wall0: wall_now(),
         },
+        writer,
     };
 
     recovery::recover(&config, &mut exec, &mut core, t0);

@@ -1,5 +1,9 @@
 //! Crash recovery at start, carried out: read each server's lock file, operator-stop marker and
 //! `/proc`, let the pure [`decide`] decide, then do what it says (docs/design.md §6).
+//!
+//! Its file steps (forgetting a lock file, clearing a marker) are queued on the ordered writer
+//! and not awaited here: every later write of the driver queues behind them, and the run loop
+//! waits for them before its first action.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -100,9 +104,13 @@ fn recover_one(
         }
         LockFileStep::Forget { log } => {
             tracing::info!(server = %name, "{log}");
-            if let Err(e) = exec.locks.remove(name) {
-                tracing::warn!(server = %name, error = %e, "cannot remove stale lock file");
-            }
+            let (server, n) = (name.clone(), name.clone());
+            let removed = exec.on_disk(move |locks| locks.remove(&n));
+            tokio::spawn(async move {
+                if let Err(e) = removed.await {
+                    tracing::warn!(server = %server, error = %e, "cannot remove stale lock file");
+                }
+            });
         }
     }
     match decision.stop_marker {
@@ -112,9 +120,13 @@ fn recover_one(
         StopMarkerStep::Keep => {}
         StopMarkerStep::Clear => {
             // a lock file (the server ran after the stop) or a daemon start: the stop is over
-            if let Err(e) = exec.locks.clear_stopped(name) {
-                tracing::warn!(server = %name, error = %e, "cannot remove the operator-stop marker");
-            }
+            let (server, n) = (name.clone(), name.clone());
+            let cleared = exec.on_disk(move |locks| locks.clear_stopped(&n));
+            tokio::spawn(async move {
+                if let Err(e) = cleared.await {
+                    tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
+                }
+            });
         }
     }
     match &decision.server {

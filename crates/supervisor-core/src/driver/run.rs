@@ -25,11 +25,13 @@ pub(super) async fn run(
     // Answers wait until the snapshot shows what the command did, so a caller that reads the
     // snapshot after the answer never sees the state from before it.
     let mut replies: Vec<(oneshot::Sender<CommandResult>, CommandResult)> = vec![];
+    // recovery's file steps are durable (or failed and logged) before any action
+    let _ = exec.writer.submit(|| Ok(())).await;
     loop {
         // act on everything the core decided, feeding results back, then fire due timers
         loop {
             while let Some(action) = core.poll_action() {
-                if let Err(reason) = exec.execute(&mut core, &action) {
+                if let Err(reason) = exec.execute(&mut core, &action).await {
                     tracing::warn!(?action, "{reason}");
                     core.on_action_failed(now(), &action, &reason);
                 }

@@ -96,7 +96,7 @@ impl Executor {
                     // The previous record, which reserved this start's token, stays in place:
                     // recovery still finds the process. Its reservation is used up, so the next
                     // start writes one.
-                    tracing::error!(server = %server, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
+                    tracing::error!(target: "supervisor_core::driver", server = %server, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
                     record.next_token.clear();
                 }
                 self.records.insert(server.clone(), record);
@@ -105,7 +105,7 @@ impl Executor {
                 if self.stop_marks.remove(server) {
                     let name = server.clone();
                     if let Err(e) = self.on_disk(move |locks| locks.clear_stopped(&name)).await {
-                        tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
+                        tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
                     }
                 }
                 core.on_spawned(now(), server, *generation, pid);

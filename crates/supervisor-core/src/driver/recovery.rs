@@ -27,7 +27,7 @@ pub(super) fn recover(
         config.servers.iter().map(|s| s.name.as_str()).collect();
     for stray in exec.locks.names() {
         if !configured.contains(stray.as_str()) {
-            tracing::warn!(server = %stray, "lock file of a server that is not configured: left alone (its process, if any, is not touched)");
+            tracing::warn!(target: "supervisor_core::driver", server = %stray, "lock file of a server that is not configured: left alone (its process, if any, is not touched)");
         }
     }
     for spec in &config.servers {
@@ -93,7 +93,7 @@ fn recover_one(
         let n =
             process::kill_leftovers(&record.token) + process::kill_leftovers(&record.next_token);
         if n > 0 {
-            tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
+            tracing::info!(target: "supervisor_core::driver", server = %name, killed = n, "killed processes left behind by its dead leader");
         }
     }
     match decision.lock_file {
@@ -103,12 +103,12 @@ fn recover_one(
             }
         }
         LockFileStep::Forget { log } => {
-            tracing::info!(server = %name, "{log}");
+            tracing::info!(target: "supervisor_core::driver", server = %name, "{log}");
             let (server, n) = (name.clone(), name.clone());
             let removed = exec.on_disk(move |locks| locks.remove(&n));
             tokio::spawn(async move {
                 if let Err(e) = removed.await {
-                    tracing::warn!(server = %server, error = %e, "cannot remove stale lock file");
+                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove stale lock file");
                 }
             });
         }
@@ -124,22 +124,24 @@ fn recover_one(
             let cleared = exec.on_disk(move |locks| locks.clear_stopped(&n));
             tokio::spawn(async move {
                 if let Err(e) = cleared.await {
-                    tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
+                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
                 }
             });
         }
     }
     match &decision.server {
         Recovered::Adopt { pid, .. } | Recovered::FinishStop { pid, .. } => {
-            tracing::info!(server = %name, pid, "adopted running server");
+            tracing::info!(target: "supervisor_core::driver", server = %name, pid, "adopted running server");
         }
         Recovered::Restart { detail, .. } => {
-            tracing::warn!(server = %name, meant_to_run = true, "{detail}");
+            tracing::warn!(target: "supervisor_core::driver", server = %name, meant_to_run = true, "{detail}");
         }
         Recovered::LeaveDown(Down::NotMeantToRun { detail, .. }) => {
-            tracing::warn!(server = %name, meant_to_run = false, "{detail}");
+            tracing::warn!(target: "supervisor_core::driver", server = %name, meant_to_run = false, "{detail}");
         }
-        Recovered::Unknown { detail } => tracing::error!(server = %name, "{detail}"),
+        Recovered::Unknown { detail } => {
+            tracing::error!(target: "supervisor_core::driver", server = %name, "{detail}")
+        }
         Recovered::StartFresh | Recovered::LeaveDown(_) => {}
     }
     if let Some(rec) = exec.records.get(name) {

@@ -32,7 +32,7 @@ pub(super) async fn run(
         loop {
             while let Some(action) = core.poll_action() {
                 if let Err(reason) = exec.execute(&mut core, &action).await {
-                    tracing::warn!(?action, "{reason}");
+                    tracing::warn!(target: "supervisor_core::driver", ?action, "{reason}");
                     core.on_action_failed(now(), &action, &reason);
                 }
             }
@@ -49,7 +49,7 @@ pub(super) async fn run(
                 let _ = tokio::task::spawn_blocking(move || {
                     let n = process::kill_leftovers(&token);
                     if n > 0 {
-                        tracing::info!(server = %server, killed = n, "killed processes the server left behind");
+                        tracing::info!(target: "supervisor_core::driver", server = %server, killed = n, "killed processes the server left behind");
                     }
                 })
                 .await;
@@ -135,9 +135,9 @@ fn log_event(ev: &Event) {
         | ServerState::FailedRestarting
         | ServerState::FailedNotRestartable
         | ServerState::Unknown => {
-            tracing::warn!(server, from, to, "{reason}");
+            tracing::warn!(target: "supervisor_core::driver", server, from, to, "{reason}");
         }
-        _ => tracing::info!(server, from, to, "{reason}"),
+        _ => tracing::info!(target: "supervisor_core::driver", server, from, to, "{reason}"),
     }
 }
 

@@ -5,6 +5,8 @@
 mod active;
 #[cfg(test)]
 mod race_tests;
+#[cfg(test)]
+mod stall_tests;
 mod standby;
 
 use std::time::Instant;

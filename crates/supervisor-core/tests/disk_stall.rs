@@ -169,3 +169,45 @@ async fn the_runtime_thread_stays_responsive_while_a_lock_file_write_is_stalled(
     task.await.unwrap();
     assert!(!lock_file(data.path()).exists(), "a clean stop removes it");
 }
+
+#[tokio::test]
+async fn started_resolves_once_recoverys_starts_are_spawned_however_slow_the_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = ServerSpec::new("sleeper", &["sleep", "600"]).unwrap(); // auto_start
+    let writer = OrderedWriter::start("test-lock-writer").unwrap();
+    let stall = writer.stall(); // before the daemon starts
+    let (sup, task) = driver::start_with_writer(
+        SupervisorConfig {
+            data_dir: data.path().to_owned(),
+            crash_recovery: true,
+            keep_operator_stops: false,
+            no_crash_recovery: vec![],
+            servers: vec![Arc::new(spec)],
+        },
+        writer.clone(),
+    )
+    .unwrap();
+    let started = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.started().await }
+    });
+    wait_until("the driver waits on the disk", || writer.queued() >= 1).await;
+    assert_eq!(echo_round_trips(20).await, 20);
+    assert!(
+        !started.is_finished(),
+        "started before its first start was spawned"
+    );
+    assert_eq!(
+        sup.snapshot().servers.values().next().unwrap().view.state,
+        ServerState::Starting
+    );
+    drop(stall);
+    tokio::time::timeout(T, started).await.unwrap().unwrap();
+    let snapshot = sup.snapshot();
+    let server = snapshot.servers.values().next().unwrap();
+    assert_eq!(server.view.state, ServerState::Running);
+    assert!(server.pid.is_some());
+    sup.started().await; // at once, from now on
+    sup.shutdown(true).await.unwrap();
+    task.await.unwrap();
+}

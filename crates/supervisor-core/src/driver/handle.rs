@@ -26,6 +26,8 @@ pub(super) enum Request {
 pub struct SupervisorHandle {
     pub(super) tx: mpsc::Sender<Request>,
     pub(super) status: watch::Receiver<Arc<Snapshot>>,
+    /// Becomes true once crash recovery's first actions are carried out.
+    pub(super) started: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Request {
@@ -96,5 +98,14 @@ impl SupervisorHandle {
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.status.clone()
+    }
+    /// Resolves once the driver has carried out what crash recovery decided at its start (the
+    /// adoptions, and the starts and restarts with their lock-file writes) and published the
+    /// result: a daemon that opens its API only then never shows a server `STARTING` merely
+    /// because its token's `fsync` is under way. Resolves at once after that, and when the
+    /// driver has shut down.
+    pub async fn started(&self) {
+        let mut started = self.started.clone();
+        let _ = started.wait_for(|s| *s).await;
     }
 }

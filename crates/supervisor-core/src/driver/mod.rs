@@ -204,11 +204,15 @@ pub fn start_with_writer(
     let (tx, rx) = mpsc::channel(64);
     let snapshot = Arc::new(exec.snapshot(&core));
     let (status_tx, status_rx) = watch::channel(snapshot);
-    let task = tokio::spawn(run::run(core, exec, rx, exit_rx, probe_rx, status_tx));
+    let (started_tx, started_rx) = watch::channel(false);
+    let task = tokio::spawn(run::run(
+        core, exec, rx, exit_rx, probe_rx, status_tx, started_tx,
+    ));
     Ok((
         SupervisorHandle {
             tx,
             status: status_rx,
+            started: started_rx,
         },
         task,
     ))

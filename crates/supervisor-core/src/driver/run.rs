@@ -20,6 +20,7 @@ pub(super) async fn run(
     mut exits: mpsc::UnboundedReceiver<(ServerName, Generation)>,
     mut probes: mpsc::UnboundedReceiver<(ServerName, Generation, ProbeResult)>,
     status: watch::Sender<Arc<Snapshot>>,
+    started: watch::Sender<bool>,
 ) {
     let mut shutdown: Option<(oneshot::Sender<Stopped>, Stopped)> = None;
     // Answers wait until the snapshot shows what the command did, so a caller that reads the
@@ -60,12 +61,14 @@ pub(super) async fn run(
             log_event(&ev);
             changed = true;
         }
-        if changed || !replies.is_empty() {
+        if changed || !replies.is_empty() || !*started.borrow() {
             status.send_replace(Arc::new(exec.snapshot(&core)));
         }
         for (reply, result) in replies.drain(..) {
             let _ = reply.send(result);
         }
+        // the first pass carried out recovery's decisions, and its snapshot is published
+        started.send_if_modified(|s| !std::mem::replace(s, true));
         if let Some((_, stopped)) = &shutdown
             && core.servers().all(|v| !v.state.has_process())
         {

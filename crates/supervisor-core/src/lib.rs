@@ -5,6 +5,8 @@
 pub mod core;
 #[cfg(feature = "driver")]
 pub mod driver;
+#[cfg(feature = "driver")]
+pub mod os;
 pub mod spec;
 
 pub use crate::core::{

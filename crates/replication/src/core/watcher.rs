@@ -183,7 +183,8 @@ impl Watcher {
             return;
         }
         self.state = State::Connecting;
-        self.next_heartbeat = None;
+        // the heartbeat timer keeps ticking (sending nothing) while it reconnects: a reconnection
+        // that hangs in its handshake for the timeout must not pass for a stall of this process
         self.next_connect = Some(now);
         self.events.push_back(WatcherEvent::LinkLost { reason });
     }
@@ -265,7 +266,9 @@ impl Watcher {
                     }
                 }
                 if self.next_heartbeat.is_some_and(|t| now >= t) {
-                    self.actions.push_back(WatcherAction::SendHeartbeat);
+                    if self.state == State::Linked {
+                        self.actions.push_back(WatcherAction::SendHeartbeat);
+                    }
                     self.next_heartbeat = Some(now + self.timing.heartbeat);
                 }
                 if self.next_connect.is_some_and(|t| now >= t) {
@@ -442,6 +445,32 @@ mod tests {
         w.on_connect_failed(now + ms(1), "refused".into());
         w.on_timeout(t0 + ms(3000));
         assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+    }
+
+    #[test]
+    fn a_reconnection_hanging_in_its_handshake_is_not_taken_for_a_stall_of_the_standby() {
+        // the active accepts the connection but never finishes the handshake (its thread hung,
+        // the kernel's listen backlog still accepting): no input reaches the core until the
+        // attempt times out, yet the active is fenced a timeout after its last word
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_link_lost(t0 + ms(100), "closed".into());
+        w.on_timeout(t0 + ms(100));
+        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        let mut actions = vec![];
+        while let Some(at) = w.next_deadline().filter(|&d| d <= t0 + ms(3000)) {
+            w.on_timeout(at);
+            actions.extend(drain(&mut w));
+        }
+        assert_eq!(
+            actions,
+            [WatcherAction::Fence { pid: 42 }],
+            "no heartbeat sent while unlinked"
+        );
+        assert!(
+            !std::iter::from_fn(|| w.poll_event()).any(|e| e == WatcherEvent::Stalled),
+            "not a stall"
+        );
     }
 
     #[test]

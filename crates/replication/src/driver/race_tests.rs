@@ -4,6 +4,7 @@
 //! owners) are linked to it when it dies.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,22 +18,63 @@ use crate::link::{self, LinkEvent, Msg, Welcome};
 
 const T: Duration = Duration::from_secs(20);
 
-/// A process holding the lock on `dir` (`flock -o DIR sleep 600`), once it holds it.
-async fn holder(dir: &std::path::Path) -> Child {
-    let child = Command::new("flock")
-        .arg("-o")
-        .arg(dir)
-        .args(["sleep", "600"])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("flock(1) from util-linux");
-    let pid = i32::try_from(child.id()).unwrap();
-    let deadline = super::now() + T;
-    while lock_holder(dir).unwrap() != Some(pid) {
-        assert!(super::now() < deadline, "flock never took the lock");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// A process holding the lock on `dir`: `flock -o DIR sleep 600`, in a process group of its own.
+/// `flock` holds the lock and waits for its child `sleep`, so killing `flock` alone would leave
+/// the `sleep` behind (holding the test's stdout for ten minutes): the whole group is killed, by
+/// [`Holder::kill`] or, should the test fail first, on drop.
+pub(super) struct Holder {
+    child: Child,
+    reaped: bool,
+}
+
+impl Holder {
+    /// Starts the helper and returns once it holds the lock.
+    pub(super) async fn start(dir: &std::path::Path) -> Self {
+        let child = Command::new("flock")
+            .arg("-o")
+            .arg(dir)
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let holder = Self {
+            child,
+            reaped: false,
+        };
+        let pid = holder.pid();
+        let deadline = super::now() + T;
+        while lock_holder(dir).unwrap() != Some(pid) {
+            assert!(super::now() < deadline, "flock never took the lock");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        holder
     }
-    child
+
+    /// The PID of `flock`, the lock's holder (and the leader of the helper's process group).
+    pub(super) fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// SIGKILLs the helper's whole process group, then reaps `flock` (its `sleep` is reparented
+    /// and reaped by init). Until `flock` is reaped here its PID, so its group id, cannot be
+    /// reused: the kill cannot reach a stranger. Killing twice is harmless.
+    pub(super) fn kill(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.pid()) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+        self.reaped = true;
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[tokio::test]
@@ -40,8 +82,8 @@ async fn two_linked_standbys_racing_for_the_lock_never_both_take_over() {
     for _round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let key = vec![b'k'; 64];
-        let mut active = holder(dir.path()).await;
-        let active_pid = i32::try_from(active.id()).unwrap();
+        let mut active = Holder::start(dir.path()).await;
+        let active_pid = active.pid();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let cfg = StandbyConfig {
             port: listener.local_addr().unwrap().port(),
@@ -87,8 +129,7 @@ async fn two_linked_standbys_racing_for_the_lock_never_both_take_over() {
             }
         }
         // the active dies: exactly one racer takes over...
-        active.kill().unwrap();
-        active.wait().unwrap();
+        active.kill();
         let (first, mut loser) = match tokio::time::timeout(T, future::select(racers.0, racers.1))
             .await
             .unwrap()

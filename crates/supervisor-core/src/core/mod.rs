@@ -2,250 +2,31 @@
 //! and the current time, producing [`Action`]s and [`Event`]s. No I/O, no clock.
 //!
 //! Call order: [`Supervisor::new`], then one [`Supervisor::on_recovered`] per server (crash
-//! recovery decides whether each server is adopted, started or left down), then any `on_*` input
+//! recovery's decision, from the pure [`decide`]: adopted, started or left down), then any `on_*` input
 //! in any order. After each input drain [`Supervisor::poll_action`] and [`Supervisor::poll_event`]
 //! and sleep until [`Supervisor::next_deadline`]. Time never goes backwards between calls.
 
+mod recovery;
 mod restart;
 mod state;
+mod types;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use recovery::{
+    AutoStart, CrashRecovery, Down, Found, Leftovers, LockFile, LockFileStep, OperatorStops,
+    Process, Recovered, Recovery, RecoveryPolicy, StopMarker, StopMarkerStep, decide,
+};
 pub use restart::{RestartDecision, RestartPolicy};
 pub use state::ServerState;
+pub use types::{
+    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, ServerView,
+    Signal,
+};
 
 use crate::spec::{ServerName, ServerSpec};
-
-/// A process id.
-pub type Pid = i32;
-
-/// Each spawn or adoption of a server gets a new generation; exits and probe results of an older
-/// generation are ignored, so a late report about a previous process never moves the current one.
-pub type Generation = u64;
-
-/// An operator's request about one server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    /// Start it (and forget its restart window).
-    Start,
-    /// SIGTERM the process group, SIGKILL after `stop_timeout`. Never undone by a restart.
-    Stop,
-    /// Stop, then start.
-    Restart,
-    /// SIGKILL the process group now. Never undone by a restart.
-    Kill,
-    /// SIGSTOP the process group.
-    Suspend,
-    /// SIGCONT the process group.
-    Resume,
-}
-
-impl Command {
-    /// The command's name as the CLI spells it.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Stop => "stop",
-            Self::Restart => "restart",
-            Self::Kill => "kill",
-            Self::Suspend => "suspend",
-            Self::Resume => "resume",
-        }
-    }
-}
-
-/// What an accepted command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accepted {
-    /// The server is moving toward the requested state.
-    Changed,
-    /// It already was in the requested state; nothing changed.
-    AlreadyDone,
-}
-
-/// A refused command. Nothing changed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandError {
-    /// No server has this name.
-    #[error("no server named {0:?}")]
-    NoSuchServer(String),
-    /// The command does not apply in the server's current state.
-    #[error("cannot {} server \"{server}\": it is {state}", command.as_str())]
-    NotNow {
-        /// The server.
-        server: ServerName,
-        /// The refused command.
-        command: Command,
-        /// Its state at the time.
-        state: ServerState,
-    },
-}
-
-/// A process signal the executor sends to a server's whole process group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGTERM: please stop.
-    Term,
-    /// SIGKILL: stop now.
-    Kill,
-    /// SIGSTOP: suspend.
-    Stop,
-    /// SIGCONT: resume.
-    Cont,
-}
-
-/// Work for the executor. Each result comes back as an input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Spawn the server in a new session, write its lock file, then call
-    /// [`Supervisor::on_spawned`] (or [`Supervisor::on_action_failed`]).
-    Spawn {
-        /// The server.
-        server: ServerName,
-        /// The generation the new process belongs to.
-        generation: Generation,
-        /// Restarts by nm since the last operator start, this spawn included; kept in the lock
-        /// file so the count survives a daemon restart.
-        restart_count: u32,
-    },
-    /// Send a signal to the process group of `generation`. A process that already exited is not
-    /// an error.
-    Signal {
-        /// The server.
-        server: ServerName,
-        /// Whose process group.
-        generation: Generation,
-        /// Which signal.
-        signal: Signal,
-    },
-    /// Run one health probe of the server, then call [`Supervisor::on_probe`].
-    Probe {
-        /// The server.
-        server: ServerName,
-        /// The process probed.
-        generation: Generation,
-    },
-    /// Rewrite the lock file: whether the server is meant to run if the daemon dies now.
-    MarkIntent {
-        /// The server.
-        server: ServerName,
-        /// `false` once an operator stopped it or its restarts gave up.
-        meant_to_run: bool,
-    },
-    /// The server is down on purpose (operator stop): remove its lock file.
-    RemoveLock {
-        /// The server.
-        server: ServerName,
-    },
-}
-
-/// Why a server changed state; for logs and the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// The server.
-    pub server: ServerName,
-    /// State before.
-    pub from: ServerState,
-    /// State after.
-    pub to: ServerState,
-    /// When it happened.
-    pub at: Instant,
-    /// Why, in a few words ("exited with code 1", "operator stop", "health check failed 3 times").
-    pub reason: String,
-}
-
-/// How a process ended, as the executor learned it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Exited with this status code.
-    Code(i32),
-    /// Killed by this signal number.
-    Signal(i32),
-    /// Gone, status unknown (an adopted process is not our child, so the kernel keeps its status
-    /// from us).
-    Unknown,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Code(c) => write!(f, "exited with code {c}"),
-            Self::Signal(s) => write!(f, "killed by signal {s}"),
-            Self::Unknown => f.write_str("exited (status unknown: adopted process)"),
-        }
-    }
-}
-
-/// What crash recovery found for a server at daemon start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovered {
-    /// No lock file: a fresh start. `auto_start` decides.
-    Nothing,
-    /// A live process whose PID, start time, boot id and token match: adopted, not restarted.
-    Adopted {
-        /// Its PID.
-        pid: Pid,
-        /// It is stopped (state `T`): it was suspended.
-        suspended: bool,
-        /// Restarts counted before the daemon died.
-        restart_count: u32,
-        /// `false` when an operator stop was under way as the daemon died: the stop is finished,
-        /// never undone.
-        meant_to_run: bool,
-    },
-    /// The process of the lock file is gone (or was a stranger, or from another boot).
-    Gone {
-        /// The lock file said it was meant to run: restart it, counted as a restart.
-        meant_to_run: bool,
-        /// Restarts counted before.
-        restart_count: u32,
-        /// What was found, for the log ("not running", "pid 42 is another process").
-        detail: String,
-    },
-    /// No lock file, and an operator's stop stands (kept across a takeover of the node manager
-    /// pair): the server stays `SHUTDOWN` whatever `auto_start` says.
-    StoppedByOperator,
-    /// The lock file could not be trusted (torn, empty, garbage). The server is `UNKNOWN`.
-    Untrusted {
-        /// What was wrong.
-        detail: String,
-    },
-}
-
-/// A health probe's outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeResult {
-    /// Healthy.
-    Healthy,
-    /// Unhealthy, with the reason ("connection refused", "exit code 1", "timed out after 5s").
-    Unhealthy(String),
-}
-
-/// A read-only view of one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerView {
-    /// The server.
-    pub name: ServerName,
-    /// Its state.
-    pub state: ServerState,
-    /// The generation of its current (or last) process; 0 if never started.
-    pub generation: Generation,
-    /// Restarts by nm since the last operator start.
-    pub restart_count: u32,
-    /// When it entered `state`.
-    pub since: Instant,
-    /// Consecutive failed health probes.
-    pub health_failures: u32,
-    /// The last state change's reason.
-    pub reason: String,
-    /// How its last process ended, if it did.
-    pub last_exit: Option<Exit>,
-}
 
 /// Timers a server can wait on, one at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,62 +118,66 @@ impl Supervisor {
         }
     }
 
-    /// Crash recovery's finding for `server`. Adopted servers keep running untouched; a server
-    /// that died while meant to run is restarted (counted); `Nothing` starts it if `auto_start`.
-    /// Unknown names are ignored.
-    pub fn on_recovered(&mut self, now: Instant, server: &ServerName, found: Recovered) {
+    /// Crash recovery's decision for `server` (from [`decide`]): adopt it, finish its interrupted
+    /// stop, restart it (counted), start it fresh, leave it down or `UNKNOWN`. Unknown names are
+    /// ignored.
+    pub fn on_recovered(&mut self, now: Instant, server: &ServerName, decision: Recovered) {
         let Some(s) = self.servers.get_mut(server) else {
             return;
         };
-        match found {
-            Recovered::Nothing => {
-                if s.spec.auto_start {
-                    Self::spawn(
-                        s,
-                        &mut self.actions,
-                        &mut self.events,
-                        now,
-                        StartKind::Fresh,
-                        "auto_start",
-                    );
-                } else {
-                    Self::set_state(
-                        s,
-                        &mut self.events,
-                        now,
-                        ServerState::Shutdown,
-                        "not started (auto_start = false)",
-                    );
-                }
+        match decision {
+            Recovered::StartFresh => {
+                Self::spawn(
+                    s,
+                    &mut self.actions,
+                    &mut self.events,
+                    now,
+                    StartKind::Fresh,
+                    "auto_start",
+                );
             }
-            Recovered::Adopted {
+            Recovered::LeaveDown(Down::NotAutoStarted) => {
+                Self::set_state(
+                    s,
+                    &mut self.events,
+                    now,
+                    ServerState::Shutdown,
+                    "not started (auto_start = false)",
+                );
+            }
+            Recovered::FinishStop {
                 pid,
                 suspended,
                 restart_count,
-                meant_to_run,
             } => {
                 s.generation += 1;
                 s.restart_count = restart_count;
                 s.start_kind = StartKind::Restart;
-                if !meant_to_run {
-                    s.state = if suspended {
-                        ServerState::Suspended
-                    } else {
-                        ServerState::Running
-                    };
-                    let why = format!(
-                        "adopted pid {pid}; finishing the operator stop the previous daemon began"
-                    );
-                    Self::stop(
-                        s,
-                        &mut self.actions,
-                        &mut self.events,
-                        now,
-                        Signal::Term,
-                        &why,
-                    );
-                    return;
-                }
+                s.state = if suspended {
+                    ServerState::Suspended
+                } else {
+                    ServerState::Running
+                };
+                let why = format!(
+                    "adopted pid {pid}; finishing the operator stop the previous daemon began"
+                );
+                Self::stop(
+                    s,
+                    &mut self.actions,
+                    &mut self.events,
+                    now,
+                    Signal::Term,
+                    &why,
+                );
+            }
+            Recovered::Adopt {
+                pid,
+                suspended,
+                restart_count,
+            } => {
+                s.generation += 1;
+                s.restart_count = restart_count;
+                s.start_kind = StartKind::Restart;
                 if suspended {
                     let why = format!("adopted pid {pid} (stopped)");
                     Self::set_state(s, &mut self.events, now, ServerState::Suspended, &why);
@@ -409,8 +194,7 @@ impl Supervisor {
                     Self::set_state(s, &mut self.events, now, ServerState::Running, &why);
                 }
             }
-            Recovered::Gone {
-                meant_to_run: true,
+            Recovered::Restart {
                 restart_count,
                 detail,
             } => {
@@ -418,11 +202,10 @@ impl Supervisor {
                 Self::set_state(s, &mut self.events, now, ServerState::Failed, &detail);
                 Self::after_crash(s, &mut self.actions, &mut self.events, now);
             }
-            Recovered::Gone {
-                meant_to_run: false,
+            Recovered::LeaveDown(Down::NotMeantToRun {
                 restart_count,
                 detail,
-            } => {
+            }) => {
                 // the lock file stays: a server that gave up stays given up across daemon
                 // restarts, until an operator starts it
                 s.restart_count = restart_count;
@@ -434,7 +217,7 @@ impl Supervisor {
                     &format!("{detail}; it was not meant to run"),
                 );
             }
-            Recovered::StoppedByOperator => {
+            Recovered::LeaveDown(Down::StoppedByOperator) => {
                 Self::set_state(
                     s,
                     &mut self.events,
@@ -443,7 +226,7 @@ impl Supervisor {
                     "stopped by an operator before the takeover",
                 );
             }
-            Recovered::Untrusted { detail } => {
+            Recovered::Unknown { detail } => {
                 Self::set_state(s, &mut self.events, now, ServerState::Unknown, &detail);
             }
         }

@@ -35,7 +35,7 @@ fn health(threshold: u32) -> Option<HealthSpec> {
 /// A core with one server "web", recovered with nothing (so it is spawning), its actions drained.
 fn started(now: Instant, spec: Arc<ServerSpec>) -> (Supervisor, Generation) {
     let mut sup = Supervisor::new(now, [spec]);
-    sup.on_recovered(now, &name("web"), Recovered::Nothing);
+    sup.on_recovered(now, &name("web"), Recovered::StartFresh);
     let gen_ = match drain(&mut sup).as_slice() {
         [Action::Spawn { generation, .. }] => *generation,
         other => panic!("expected one spawn, got {other:?}"),
@@ -71,7 +71,7 @@ fn a_server_without_health_check_runs_once_spawned() {
 fn auto_start_off_leaves_it_shutdown() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = false)]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::LeaveDown(Down::NotAutoStarted));
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Shutdown);
 }
@@ -80,7 +80,11 @@ fn auto_start_off_leaves_it_shutdown() {
 fn an_operator_stop_kept_across_a_takeover_wins_over_auto_start() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = true)]);
-    sup.on_recovered(t0, &name("web"), Recovered::StoppedByOperator);
+    sup.on_recovered(
+        t0,
+        &name("web"),
+        Recovered::LeaveDown(Down::StoppedByOperator),
+    );
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Shutdown);
     // the operator may start it again
@@ -189,7 +193,7 @@ fn operator_stop_sends_term_then_kill_and_never_restarts() {
 fn a_failed_first_start_is_not_restarted() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
     let _ = drain(&mut sup);
     sup.on_spawned(t0, &name("web"), 1, 100);
     assert_eq!(state(&sup), ServerState::Starting);
@@ -207,7 +211,7 @@ fn a_failed_first_start_is_not_restarted() {
 fn a_spawn_error_is_a_failed_start() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|_| {})]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
     let spawn = drain(&mut sup).remove(0);
     sup.on_action_failed(t0, &spawn, "No such file or directory");
     assert_eq!(state(&sup), ServerState::FailedNotRestartable);
@@ -217,7 +221,7 @@ fn a_spawn_error_is_a_failed_start() {
 fn health_gates_running_and_failures_mark_failed_without_killing() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(2))]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
     let _ = drain(&mut sup);
     sup.on_spawned(t0, &name("web"), 1, 100);
     sup.on_timeout(t0);
@@ -319,7 +323,7 @@ fn auto_kill_if_failed_kills_and_restarts_by_policy() {
 fn start_timeout_kills_a_server_that_never_gets_healthy() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
     let _ = drain(&mut sup);
     sup.on_spawned(t0, &name("web"), 1, 100);
     sup.on_timeout(t0);
@@ -384,7 +388,7 @@ fn suspend_and_resume_signal_the_group() {
 fn refused_commands_change_nothing() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = false)]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::LeaveDown(Down::NotAutoStarted));
     let before = sup.server(&name("web"));
     assert!(matches!(
         sup.on_command(t0, "web", Command::Resume),
@@ -435,11 +439,10 @@ fn recovery_adopts_a_live_server_without_spawning() {
     sup.on_recovered(
         t0,
         &name("web"),
-        Recovered::Adopted {
+        Recovered::Adopt {
             pid: 42,
             suspended: false,
             restart_count: 1,
-            meant_to_run: true,
         },
     );
     assert!(drain(&mut sup).is_empty());
@@ -451,11 +454,10 @@ fn recovery_adopts_a_live_server_without_spawning() {
 fn an_operator_stop_interrupted_by_the_daemons_death_is_finished_not_undone() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.stop_timeout = secs(5))]);
-    let adopted = Recovered::Adopted {
+    let adopted = Recovered::FinishStop {
         pid: 42,
         suspended: true,
         restart_count: 0,
-        meant_to_run: false,
     };
     sup.on_recovered(t0, &name("web"), adopted);
     assert_eq!(state(&sup), ServerState::ShuttingDown);
@@ -484,8 +486,7 @@ fn an_operator_stop_interrupted_by_the_daemons_death_is_finished_not_undone() {
 fn recovery_restarts_a_server_that_died_while_meant_to_run() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|_| {})]);
-    let found = Recovered::Gone {
-        meant_to_run: true,
+    let found = Recovered::Restart {
         restart_count: 0,
         detail: "pid 42 is not running".into(),
     };
@@ -503,7 +504,7 @@ fn an_untrusted_lock_file_leaves_the_server_unknown_and_untouched() {
     sup.on_recovered(
         t0,
         &name("web"),
-        Recovered::Untrusted {
+        Recovered::Unknown {
             detail: "garbage".into(),
         },
     );
@@ -615,7 +616,7 @@ proptest! {
             stopped_by_operator: false,
             restarts: vec![],
         };
-        w.sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+        w.sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
         w.pump(true)?;
         for input in inputs {
             let mut operator_start = false;
@@ -726,7 +727,7 @@ fn restart_while_shutting_down_does_not_postpone_the_sigkill() {
 fn a_starting_server_cannot_be_suspended() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
-    sup.on_recovered(t0, &name("web"), Recovered::Nothing);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
     let _ = drain(&mut sup);
     sup.on_spawned(t0, &name("web"), 1, 100);
     assert!(matches!(
@@ -745,8 +746,7 @@ fn restart_history_from_a_previous_daemon_counts_against_the_budget() {
         sup.restart_history(&name("web"), t0),
         vec![t0 - secs(30), t0 - secs(10)]
     );
-    let found = Recovered::Gone {
-        meant_to_run: true,
+    let found = Recovered::Restart {
         restart_count: 2,
         detail: "pid 9 is not running".into(),
     };
@@ -762,11 +762,10 @@ fn restart_history_from_a_previous_daemon_counts_against_the_budget() {
 fn an_adopted_server_with_a_health_check_is_running_only_after_a_good_probe() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
-    let adopted = Recovered::Adopted {
+    let adopted = Recovered::Adopt {
         pid: 42,
         suspended: false,
         restart_count: 0,
-        meant_to_run: true,
     };
     sup.on_recovered(t0, &name("web"), adopted);
     assert_eq!(state(&sup), ServerState::Starting);

@@ -7,13 +7,15 @@
 //! recovery a PID is trusted only if it is alive and its start time, process group, boot id and
 //! `NM_SERVER_TOKEN` all match: PID reuse never makes nm adopt or signal a stranger (DESIGN §4.2).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::process::{self, PidFd};
-use crate::core::{Pid, Recovered};
+use crate::core::{LockFile, Pid, Process};
+use crate::os::remove_durably;
+pub use crate::os::write_atomic;
 use crate::spec::ServerName;
 
 /// The lock file's format version.
@@ -76,7 +78,7 @@ impl LockDir {
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
-            dir: super::private_dir(data_dir, "servers")?,
+            dir: crate::os::private_dir(data_dir, "servers")?,
         })
     }
 
@@ -103,11 +105,7 @@ impl LockDir {
     /// # Errors
     /// Any other I/O error.
     pub fn remove(&self, server: &ServerName) -> io::Result<()> {
-        match std::fs::remove_file(self.path(server)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        remove_durably(&self.path(server))
     }
 
     /// The operator-stop marker of `server`: `servers/NAME.stopped`, present while an operator's
@@ -130,11 +128,7 @@ impl LockDir {
     /// # Errors
     /// Any other I/O error.
     pub fn clear_stopped(&self, server: &ServerName) -> io::Result<()> {
-        match std::fs::remove_file(self.stop_marker(server)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        remove_durably(&self.stop_marker(server))
     }
 
     /// Names of servers that have a lock file (for reporting locks of servers no longer
@@ -157,19 +151,20 @@ impl LockDir {
         v
     }
 
-    /// Crash recovery for `server`: reads its lock file and decides what the process it names is.
-    /// An unreadable lock file is left in place and reported as [`Recovered::Untrusted`] at every
-    /// daemon start until an operator starts or stops the server (which replaces or removes it).
-    /// Returns the pidfd of an adopted process.
-    pub fn recover(&self, server: &ServerName, boot_id: &str) -> Recovery {
+    /// Crash recovery's reading of `server`'s lock file and of the process it names (the
+    /// identity check, docs/design.md §6). Reads only: what to make of it is
+    /// [`decide`](crate::core::decide)'s. An unreadable lock file is reported as
+    /// [`LockFile::Unreadable`] at every daemon start until an operator starts or stops the
+    /// server (which replaces or removes it).
+    pub fn inspect(&self, server: &ServerName, boot_id: &str) -> Inspection {
         let path = self.path(server);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Recovery::plain(Recovered::Nothing);
+                return Inspection::plain(LockFile::Missing);
             }
             Err(e) => {
-                return Recovery::plain(Recovered::Untrusted {
+                return Inspection::plain(LockFile::Unreadable {
                     detail: format!("cannot read {}: {e}", path.display()),
                 });
             }
@@ -183,7 +178,9 @@ impl LockDir {
                     r.server,
                     r.version
                 );
-                return untrusted(detail);
+                return Inspection::plain(LockFile::Unreadable {
+                    detail: left_alone(&detail),
+                });
             }
             Err(e) => {
                 let what = if bytes.is_empty() {
@@ -191,33 +188,37 @@ impl LockDir {
                 } else {
                     format!("unreadable ({e})")
                 };
-                return untrusted(format!("lock file {} is {what}", path.display()));
+                return Inspection::plain(LockFile::Unreadable {
+                    detail: left_alone(&format!("lock file {} is {what}", path.display())),
+                });
             }
         };
         let (meant_to_run, restart_count) = (record.meant_to_run, record.restart_count);
-        let gone = |detail: String| Recovery {
-            found: Recovered::Gone {
-                meant_to_run,
-                restart_count,
-                detail,
-            },
-            record: Some(record.clone()),
-            pidfd: None,
+        let found = |process: Process| LockFile::Read {
+            meant_to_run,
+            restart_count,
+            process,
         };
         if record.boot_id != boot_id {
-            return gone(format!("pid {} was started before this boot", record.pid));
+            let detail = format!("pid {} was started before this boot", record.pid);
+            return Inspection {
+                lock_file: found(Process::OtherBoot { detail }),
+                record: Some(record),
+                pidfd: None,
+            };
         }
-        let mut record = record.clone();
+        let mut record = record;
         let mut detail = "its last start was recorded but no process of it runs".to_owned();
         if record.pid != 0 {
             match verify(&record) {
                 Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
-                Err(Mismatch::Unsure(d)) => return untrusted(d),
+                Err(Mismatch::Unsure(d)) => return unsure(found, &d),
                 Err(Mismatch::Stranger(d)) => detail = d,
             }
         }
         // A start after this record was written, whose own record never reached the disk, runs
         // under the token this record reserved for it.
+        let durable = record.clone();
         if let Some(pid) = process::find_leader_by_token(&record.next_token)
             && let Ok(stat) = process::proc_stat(pid)
         {
@@ -227,27 +228,38 @@ impl LockDir {
             record.token = std::mem::take(&mut record.next_token);
             match verify(&record) {
                 Ok((pidfd, suspended)) => return adopted(record, pidfd, suspended),
-                Err(Mismatch::Unsure(d)) => return untrusted(d),
+                Err(Mismatch::Unsure(d)) => return unsure(found, &d),
                 Err(Mismatch::Stranger(d)) => detail = d,
             }
         }
-        gone(detail)
+        Inspection {
+            lock_file: found(Process::Gone { detail }),
+            record: Some(durable),
+            pidfd: None,
+        }
     }
 }
 
-fn untrusted(detail: String) -> Recovery {
-    Recovery::plain(Recovered::Untrusted {
-        detail: format!("{detail}; {LEFT_ALONE}"),
-    })
+/// A process nm cannot vouch for: reported, never trusted as a record.
+fn unsure(found: impl FnOnce(Process) -> LockFile, detail: &str) -> Inspection {
+    Inspection::plain(found(Process::Unsure {
+        detail: left_alone(detail),
+    }))
 }
 
-fn adopted(record: LockRecord, pidfd: std::sync::Arc<PidFd>, suspended: bool) -> Recovery {
-    Recovery {
-        found: Recovered::Adopted {
-            pid: record.pid,
-            suspended,
-            restart_count: record.restart_count,
+fn left_alone(detail: &str) -> String {
+    format!("{detail}; {LEFT_ALONE}")
+}
+
+fn adopted(record: LockRecord, pidfd: std::sync::Arc<PidFd>, suspended: bool) -> Inspection {
+    Inspection {
+        lock_file: LockFile::Read {
             meant_to_run: record.meant_to_run,
+            restart_count: record.restart_count,
+            process: Process::Live {
+                pid: record.pid,
+                suspended,
+            },
         },
         record: Some(record),
         pidfd: Some(pidfd),
@@ -268,21 +280,22 @@ enum Mismatch {
     Unsure(String),
 }
 
-/// What recovery found for one server, with what the driver needs to keep watching it.
+/// What crash recovery read for one server, with what the driver needs to keep watching it.
 #[derive(Debug)]
-pub struct Recovery {
-    /// The finding for the core.
-    pub found: Recovered,
-    /// The lock record read, if it was trusted as a record.
+pub struct Inspection {
+    /// The lock file and the process it names, for [`decide`](crate::core::decide).
+    pub lock_file: LockFile,
+    /// The lock record read, if it was trusted as a record (for an adopted process, the record
+    /// of the process adopted).
     pub record: Option<LockRecord>,
-    /// The pidfd of an adopted process.
+    /// The pidfd of a live process of the server.
     pub(crate) pidfd: Option<std::sync::Arc<PidFd>>,
 }
 
-impl Recovery {
-    fn plain(found: Recovered) -> Self {
+impl Inspection {
+    fn plain(lock_file: LockFile) -> Self {
         Self {
-            found,
+            lock_file,
             record: None,
             pidfd: None,
         }
@@ -338,37 +351,6 @@ fn verify(record: &LockRecord) -> Result<(std::sync::Arc<PidFd>, bool), Mismatch
     Ok((pidfd, stat.state == 'T'))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file in the same directory, fsync, rename,
-/// fsync of the directory. The file is created with mode 0600.
-///
-/// # Errors
-/// Any I/O error; the old file is then untouched (a stray temporary file may remain).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,21 +363,21 @@ mod tests {
     fn a_missing_lock_is_nothing_and_garbage_is_untrusted_and_left_in_place() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = LockDir::open(tmp.path()).unwrap();
-        assert_eq!(dir.recover(&name("a"), "boot").found, Recovered::Nothing);
+        assert_eq!(dir.inspect(&name("a"), "boot").lock_file, LockFile::Missing);
         std::fs::write(dir.path(&name("a")), b"{\"version\": 1, \"serv").unwrap();
         for _ in 0..2 {
             // every daemon start sees it again: never forgotten, never trusted
-            let r = dir.recover(&name("a"), "boot");
+            let r = dir.inspect(&name("a"), "boot");
             assert!(
-                matches!(&r.found, Recovered::Untrusted { detail } if detail.contains("unreadable")),
+                matches!(&r.lock_file, LockFile::Unreadable { detail } if detail.contains("unreadable")),
                 "{:?}",
-                r.found
+                r.lock_file
             );
             assert!(dir.path(&name("a")).exists());
         }
         std::fs::write(dir.path(&name("b")), b"").unwrap();
         assert!(
-            matches!(dir.recover(&name("b"), "boot").found, Recovered::Untrusted { detail } if detail.contains("empty"))
+            matches!(dir.inspect(&name("b"), "boot").lock_file, LockFile::Unreadable { detail } if detail.contains("empty"))
         );
     }
 
@@ -428,11 +410,11 @@ mod tests {
         let mut rec = record(999_999, 5, "old", &boot);
         rec.next_token = "0123abcd".into();
         dir.write(&rec).unwrap();
-        let r = dir.recover(&name("a"), &boot);
+        let r = dir.inspect(&name("a"), &boot);
         assert!(
-            matches!(r.found, Recovered::Adopted { pid: p, .. } if p == pid),
+            matches!(r.lock_file, LockFile::Read { process: Process::Live { pid: p, .. }, .. } if p == pid),
             "{:?}",
-            r.found
+            r.lock_file
         );
         let adopted = r.record.unwrap();
         assert_eq!(
@@ -448,14 +430,15 @@ mod tests {
         first.next_token = "0123abcd".into();
         dir.write(&first).unwrap();
         assert!(
-            matches!(dir.recover(&name("a"), &boot).found, Recovered::Adopted { pid: p, .. } if p == pid)
+            matches!(dir.inspect(&name("a"), &boot).lock_file, LockFile::Read { process: Process::Live { pid: p, .. }, .. } if p == pid)
         );
         process::signal_group(pid, crate::core::Signal::Kill).unwrap();
         process::reap_blocking(pid);
         assert!(matches!(
-            dir.recover(&name("a"), &boot).found,
-            Recovered::Gone {
+            dir.inspect(&name("a"), &boot).lock_file,
+            LockFile::Read {
                 meant_to_run: true,
+                process: Process::Gone { .. },
                 ..
             }
         ));
@@ -468,11 +451,11 @@ mod tests {
         // our own test process: alive, but not the start time or token of the record
         let me = i32::try_from(std::process::id()).unwrap();
         dir.write(&record(me, 1, "feed", "boot")).unwrap();
-        let r = dir.recover(&name("a"), "boot");
+        let r = dir.inspect(&name("a"), "boot");
         assert!(
-            matches!(&r.found, Recovered::Gone { meant_to_run: true, restart_count: 2, detail } if detail.contains("another process")),
+            matches!(&r.lock_file, LockFile::Read { meant_to_run: true, restart_count: 2, process: Process::Gone { detail } } if detail.contains("another process")),
             "{:?}",
-            r.found
+            r.lock_file
         );
         assert!(r.pidfd.is_none());
     }
@@ -483,7 +466,7 @@ mod tests {
         let dir = LockDir::open(tmp.path()).unwrap();
         dir.write(&record(1, 1, "feed", "old-boot")).unwrap();
         assert!(
-            matches!(dir.recover(&name("a"), "boot").found, Recovered::Gone { detail, .. } if detail.contains("before this boot"))
+            matches!(dir.inspect(&name("a"), "boot").lock_file, LockFile::Read { process: Process::OtherBoot { detail }, .. } if detail.contains("before this boot"))
         );
     }
 

@@ -32,7 +32,7 @@ impl LogDir {
     /// When the directory cannot be created.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
-            dir: super::private_dir(data_dir, "logs")?,
+            dir: crate::os::private_dir(data_dir, "logs")?,
         })
     }
 

@@ -4,27 +4,37 @@
 //!
 //! Exits are learned from the kernel: each process's pidfd is registered with tokio's reactor and
 //! becomes readable when the process exits (DESIGN §4.4: no polling of `/proc`).
+//!
+//! Lock files, intent marks and operator-stop markers are written (with their `fsync`s) by an
+//! [`OrderedWriter`] thread, in the order the driver submits them, and the driver's task awaits
+//! each before acting on it: a stalled disk holds the supervisor, never the runtime's thread
+//! that also carries the standby heartbeats and the HA link.
+//!
+//! Files: `handle.rs` (what other tasks hold), `recovery.rs` (crash recovery carried out; the
+//! decision is [`crate::core::decide`]), `executor.rs` (actions carried out), `run.rs` (the loop).
 
+mod executor;
+mod handle;
 mod health;
 pub mod lockfile;
 pub mod logs;
 mod process;
+mod recovery;
+mod run;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use self::lockfile::{LockDir, LockRecord};
+use self::executor::{Clock, Executor};
+pub use self::handle::{Gone, SupervisorHandle};
+use self::lockfile::LockDir;
 use self::logs::{LogDir, Rotator};
-use self::process::PidFd;
-pub use self::process::{PinnedProcess, start_time_of};
-use crate::core::{
-    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
-    ServerState, ServerView, Signal, Supervisor,
-};
+use crate::core::{Pid, ServerView, Supervisor};
+pub use crate::os::{OrderedWriter, PinnedProcess, start_time_of, unix_ms, wall_now};
 use crate::spec::{ServerName, ServerSpec};
 
 /// What the driver needs to run.
@@ -68,6 +78,9 @@ pub enum DriverError {
     /// inotify could not be initialised (log rotation).
     #[error("cannot initialise inotify for log rotation")]
     Inotify(#[source] std::io::Error),
+    /// The thread that writes lock files could not be started.
+    #[error("cannot start the lock-file writer thread")]
+    Writer(#[source] std::io::Error),
 }
 
 /// One server as the driver publishes it.
@@ -101,98 +114,6 @@ pub struct Stopped {
     pub stopped: Vec<String>,
     /// Servers left running.
     pub left_running: Vec<String>,
-}
-
-type CommandResult = Result<Accepted, CommandError>;
-
-enum Request {
-    Command {
-        server: String,
-        command: Command,
-        reply: oneshot::Sender<Result<Accepted, CommandError>>,
-    },
-    Shutdown {
-        stop_servers: bool,
-        reply: oneshot::Sender<Stopped>,
-    },
-}
-
-/// A cloneable handle to the driver task.
-#[derive(Debug, Clone)]
-pub struct SupervisorHandle {
-    tx: mpsc::Sender<Request>,
-    status: watch::Receiver<Arc<Snapshot>>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Command {
-                server, command, ..
-            } => write!(f, "Command({server}, {command:?})"),
-            Self::Shutdown { stop_servers, .. } => {
-                write!(f, "Shutdown(stop_servers={stop_servers})")
-            }
-        }
-    }
-}
-
-/// The driver task is gone (it shut down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the supervisor has shut down")]
-pub struct Gone;
-
-impl SupervisorHandle {
-    /// Sends an operator command and returns the core's answer.
-    ///
-    /// # Errors
-    /// `Err(Gone)` when the driver has shut down; `Ok(Err(..))` when the core refused it.
-    pub async fn command(
-        &self,
-        server: &str,
-        command: Command,
-    ) -> Result<Result<Accepted, CommandError>, Gone> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Command {
-                server: server.to_owned(),
-                command,
-                reply,
-            })
-            .await
-            .map_err(|_| Gone)?;
-        rx.await.map_err(|_| Gone)
-    }
-
-    /// Stops the driver. With `stop_servers`, every server is stopped first (SIGTERM, SIGKILL after
-    /// its `stop_timeout`) and the answer comes once all are down; without, servers keep running
-    /// and their lock files stay, so the next daemon adopts them.
-    ///
-    /// # Errors
-    /// `Gone` when the driver already shut down.
-    pub async fn shutdown(&self, stop_servers: bool) -> Result<Stopped, Gone> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Shutdown {
-                stop_servers,
-                reply,
-            })
-            .await
-            .map_err(|_| Gone)?;
-        rx.await.map_err(|_| Gone)
-    }
-
-    /// The latest snapshot.
-    #[must_use]
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.status.borrow().clone()
-    }
-
-    /// A receiver that sees every new snapshot (for waiting on a state).
-    #[must_use]
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.status.clone()
-    }
 }
 
 /// Starts the driver on the current tokio runtime: creates the data directories, runs crash
@@ -229,6 +150,23 @@ impl SupervisorHandle {
 pub fn start(
     config: SupervisorConfig,
 ) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
+    let writer = OrderedWriter::start("nm-lock-writer").map_err(DriverError::Writer)?;
+    start_with_writer(config, writer)
+}
+
+/// [`start`], with lock files, intent marks and operator-stop markers written by `writer`: a
+/// daemon can share one writer (one order) between its components, and a test can stall it
+/// ([`OrderedWriter::stall`]) as a disk that stops answering.
+///
+/// Every write is awaited by the driver's task before it acts on it (a start's token is durable
+/// before its process exists), never by the runtime's thread.
+///
+/// # Errors
+/// See [`DriverError`]; nothing was started.
+pub fn start_with_writer(
+    config: SupervisorConfig,
+    writer: OrderedWriter,
+) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), DriverError> {
     let dd = |source| DriverError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -250,7 +188,7 @@ pub fn start(
         boot_id,
         procs: HashMap::new(),
         records: HashMap::new(),
-        stop_marks: std::collections::HashSet::new(),
+        stop_marks: HashSet::new(),
         sweeps: Vec::new(),
         exit_tx,
         probe_tx,
@@ -258,596 +196,30 @@ pub fn start(
             t0,
             wall0: wall_now(),
         },
+        writer,
     };
 
-    let configured: std::collections::HashSet<&str> =
-        config.servers.iter().map(|s| s.name.as_str()).collect();
-    for stray in exec.locks.names() {
-        if !configured.contains(stray.as_str()) {
-            tracing::warn!(server = %stray, "lock file of a server that is not configured: left alone (its process, if any, is not touched)");
-        }
-    }
-    for spec in &config.servers {
-        let name = &spec.name;
-        // A live process of ours is adopted even without crash recovery: starting a second copy
-        // beside it would be worse. `crash_recovery = false` only stops nm from restarting what
-        // died while it was down (auto_start alone decides then).
-        let rec = exec.locks.recover(name, &exec.boot_id);
-        if let (Some(pidfd), Some(record)) = (rec.pidfd, rec.record.clone()) {
-            exec.watch(name.clone(), 1, record.pid, record.pgid, pidfd, false);
-        }
-        if let (Recovered::Gone { .. }, Some(record)) = (&rec.found, rec.record.as_ref())
-            && record.boot_id == exec.boot_id
-        {
-            // its leader is gone; anything that still carries its start token (or the token of
-            // a later start that died before its record was written) is left over
-            let n = process::kill_leftovers(&record.token)
-                + process::kill_leftovers(&record.next_token);
-            if n > 0 {
-                tracing::info!(server = %name, killed = n, "killed processes left behind by its dead leader");
-            }
-        }
-        if let Some(record) = rec.record {
-            exec.records.insert(name.clone(), record);
-        }
-        let stopped_marker = exec.locks.stop_marker(name).exists();
-        let found = match rec.found {
-            Recovered::Nothing if stopped_marker && config.keep_operator_stops => {
-                exec.stop_marks.insert(name.clone());
-                Recovered::StoppedByOperator
-            }
-            Recovered::Gone { detail, .. }
-                if !config.crash_recovery
-                    || config.no_crash_recovery.iter().any(|n| n == name.as_str()) =>
-            {
-                let why = if config.crash_recovery {
-                    "its start is decided elsewhere (HA-managed)"
-                } else {
-                    "crash_recovery is off"
-                };
-                tracing::info!(server = %name, "{detail}; {why}: not restarted for that");
-                if let Err(e) = exec.locks.remove(name) {
-                    tracing::warn!(server = %name, error = %e, "cannot remove stale lock file");
-                }
-                exec.records.remove(name);
-                Recovered::Nothing
-            }
-            found => found,
-        };
-        if stopped_marker && found != Recovered::StoppedByOperator {
-            // a lock file (the server ran after the stop) or a daemon start: the stop is over
-            if let Err(e) = exec.locks.clear_stopped(name) {
-                tracing::warn!(server = %name, error = %e, "cannot remove the operator-stop marker");
-            }
-        }
-        match &found {
-            Recovered::Nothing | Recovered::StoppedByOperator => {}
-            Recovered::Adopted { pid, .. } => {
-                tracing::info!(server = %name, pid, "adopted running server")
-            }
-            Recovered::Gone {
-                detail,
-                meant_to_run,
-                ..
-            } => {
-                tracing::warn!(server = %name, meant_to_run, "{detail}");
-            }
-            Recovered::Untrusted { detail } => tracing::error!(server = %name, "{detail}"),
-        }
-        if let Some(rec) = exec.records.get(name) {
-            let wall = exec.clock.wall(t0);
-            let ages: Vec<std::time::Duration> = rec
-                .restarts
-                .iter()
-                .map(|&ms| {
-                    wall.duration_since(
-                        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-                    )
-                    .unwrap_or_default()
-                })
-                .collect();
-            core.on_restart_history(t0, name, &ages);
-        }
-        exec.rotator.watch(exec.logs.stdout(name), spec.log.clone());
-        exec.rotator.watch(exec.logs.stderr(name), spec.log.clone());
-        core.on_recovered(t0, name, found);
-    }
+    recovery::recover(&config, &mut exec, &mut core, t0);
 
     let (tx, rx) = mpsc::channel(64);
     let snapshot = Arc::new(exec.snapshot(&core));
     let (status_tx, status_rx) = watch::channel(snapshot);
-    let task = tokio::spawn(run(core, exec, rx, exit_rx, probe_rx, status_tx));
+    let (started_tx, started_rx) = watch::channel(false);
+    let task = tokio::spawn(run::run(
+        core, exec, rx, exit_rx, probe_rx, status_tx, started_tx,
+    ));
     Ok((
         SupervisorHandle {
             tx,
             status: status_rx,
+            started: started_rx,
         },
         task,
     ))
-}
-
-struct Proc {
-    generation: Generation,
-    pid: Pid,
-    pgid: Pid,
-    pidfd: Arc<PidFd>,
-    /// Our child (spawned by this daemon), so we reap it and get its status; adopted processes
-    /// are reaped by their parent.
-    child: bool,
-    watcher: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone, Copy)]
-struct Clock {
-    t0: Instant,
-    wall0: SystemTime,
-}
-
-impl Clock {
-    fn wall(&self, at: Instant) -> SystemTime {
-        if at >= self.t0 {
-            self.wall0 + (at - self.t0)
-        } else {
-            // instants before the daemon started (restarts seeded from a lock file)
-            self.wall0 - (self.t0 - at)
-        }
-    }
-}
-
-struct Executor {
-    locks: LockDir,
-    logs: LogDir,
-    rotator: Rotator,
-    boot_id: String,
-    procs: HashMap<ServerName, Proc>,
-    records: HashMap<ServerName, LockRecord>,
-    /// Servers whose operator-stop marker may exist (removed at their next start).
-    stop_marks: std::collections::HashSet<ServerName>,
-    /// Start tokens of processes that just exited, to sweep for leftovers.
-    sweeps: Vec<(ServerName, String)>,
-    exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
-    probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
-    clock: Clock,
-}
-
-impl Executor {
-    /// Runs one action; `Err` is fed back to the core as `on_action_failed`.
-    fn execute(&mut self, core: &mut Supervisor, action: &Action) -> Result<(), String> {
-        match action {
-            Action::Spawn {
-                server,
-                generation,
-                restart_count,
-            } => {
-                let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let (pid, mut record) = self.spawn(&spec, *generation, *restart_count)?;
-                // the child is on its way: the bookkeeping below is off the restart's path
-                record.restarts = core
-                    .restart_history(server, now())
-                    .into_iter()
-                    .rev()
-                    .take(lockfile::MAX_RESTART_HISTORY)
-                    .rev()
-                    .map(|t| unix_ms(self.clock.wall(t)))
-                    .collect();
-                if let Err(e) = self.locks.write(&record) {
-                    // The previous record, which reserved this start's token, stays in place:
-                    // recovery still finds the process. Its reservation is used up, so the next
-                    // start writes one.
-                    tracing::error!(server = %server, error = %e, "cannot update the lock file; crash recovery will find this process by its reserved token");
-                    record.next_token.clear();
-                }
-                self.records.insert(server.clone(), record);
-                // started again: the operator's stop is over (after the lock write, so a crash in
-                // between finds the lock file, which wins over the marker)
-                if self.stop_marks.remove(server) {
-                    if let Err(e) = self.locks.clear_stopped(server) {
-                        tracing::warn!(server = %server, error = %e, "cannot remove the operator-stop marker");
-                    }
-                }
-                core.on_spawned(now(), server, *generation, pid);
-                Ok(())
-            }
-            Action::Signal {
-                server,
-                generation,
-                signal,
-            } => self.signal(server, *generation, *signal),
-            Action::Probe { server, generation } => {
-                let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let Some(health) = spec.health.clone() else {
-                    return Err("no health check".into());
-                };
-                let pid = self
-                    .procs
-                    .get(server)
-                    .filter(|p| p.generation == *generation)
-                    .map(|p| p.pid);
-                let (tx, server, generation) = (self.probe_tx.clone(), server.clone(), *generation);
-                tokio::spawn(async move {
-                    let result = health::probe(&server, pid, &health).await;
-                    let _ = tx.send((server, generation, result));
-                });
-                Ok(())
-            }
-            Action::MarkIntent {
-                server,
-                meant_to_run,
-            } => {
-                let Some(rec) = self.records.get_mut(server) else {
-                    return Ok(());
-                };
-                if rec.meant_to_run == *meant_to_run {
-                    return Ok(());
-                }
-                rec.meant_to_run = *meant_to_run;
-                let rec = rec.clone();
-                self.locks
-                    .write(&rec)
-                    .map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
-            }
-            Action::RemoveLock { server } => {
-                // The operator's stop outlives this process: a takeover keeps the server down.
-                // Marker first: dying between the two leaves marker + lock file, and the lock
-                // file (meant_to_run = false since the stop began) leaves it down as well.
-                self.stop_marks.insert(server.clone());
-                self.locks.mark_stopped(server).map_err(|e| {
-                    format!("writing {}: {e}", self.locks.stop_marker(server).display())
-                })?;
-                self.records.remove(server);
-                self.locks
-                    .remove(server)
-                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
-            }
-        }
-    }
-
-    fn spawn(
-        &mut self,
-        spec: &ServerSpec,
-        generation: Generation,
-        restart_count: u32,
-    ) -> Result<(Pid, LockRecord), String> {
-        let name = &spec.name;
-        let new_token =
-            || process::new_token().map_err(|e| format!("no randomness for the server token: {e}"));
-        let (out, err) = self
-            .logs
-            .open_for_child(name)
-            .map_err(|e| format!("cannot open log {}: {e}", self.logs.stdout(name).display()))?;
-        // The token of this start must be on disk before the spawn, so that a daemon dying
-        // right after it cannot leave a process that recovery does not know (a second copy would
-        // follow). The previous start's lock file reserved it already (`next_token`, fsync'd
-        // then, off this path); only a start without one writes a reservation first.
-        let reserved = self
-            .records
-            .get(name)
-            .map(|r| r.next_token.clone())
-            .filter(|t| !t.is_empty());
-        let mut record = LockRecord {
-            version: 1,
-            server: name.to_string(),
-            pid: 0,
-            pgid: 0,
-            start_time: 0,
-            boot_id: self.boot_id.clone(),
-            token: String::new(),
-            next_token: String::new(),
-            meant_to_run: true,
-            restart_count,
-            started_at: humantime::format_rfc3339_millis(wall_now()).to_string(),
-            restarts: Vec::new(),
-        };
-        let token = match reserved {
-            Some(token) => token,
-            None => {
-                record.next_token = new_token()?;
-                self.locks.write(&record).map_err(|e| {
-                    format!(
-                        "cannot record the start in {}: {e}",
-                        self.locks.path(name).display()
-                    )
-                })?;
-                self.records.insert(name.clone(), record.clone());
-                std::mem::take(&mut record.next_token)
-            }
-        };
-        let pid = process::spawn(spec, &token, out, err, None)
-            .map_err(|e| format!("executing {:?}: {e}", spec.command.program()))?;
-        // The child is unreaped until we reap it, so this pidfd is surely its.
-        let pidfd = match PidFd::open(pid) {
-            Ok(fd) => fd,
-            Err(e) => {
-                // without a pidfd it cannot be watched: kill it and reap it here (no zombie)
-                let _ = process::signal_group(pid, Signal::Kill);
-                process::reap_blocking(pid);
-                return Err(format!("pidfd_open({pid}): {e}"));
-            }
-        };
-        let start_time = match process::proc_stat(pid) {
-            Ok(st) => st.start_time,
-            Err(e) => {
-                // without its start time it could never be adopted again: do not run it
-                let _ = process::signal_group(pid, Signal::Kill);
-                process::reap_blocking(pid);
-                return Err(format!("reading /proc/{pid}/stat: {e}"));
-            }
-        };
-        self.watch(name.clone(), generation, pid, pid, pidfd, true);
-        record.pid = pid;
-        record.pgid = pid;
-        record.start_time = start_time;
-        record.token = token;
-        record.next_token = new_token().unwrap_or_default();
-        Ok((pid, record))
-    }
-
-    fn watch(
-        &mut self,
-        server: ServerName,
-        generation: Generation,
-        pid: Pid,
-        pgid: Pid,
-        pidfd: Arc<PidFd>,
-        child: bool,
-    ) {
-        let tx = self.exit_tx.clone();
-        let fd = pidfd.clone();
-        let s = server.clone();
-        let watcher = tokio::spawn(async move {
-            fd.exited().await;
-            let _ = tx.send((s, generation));
-        });
-        if let Some(old) = self.procs.insert(
-            server,
-            Proc {
-                generation,
-                pid,
-                pgid,
-                pidfd,
-                child,
-                watcher,
-            },
-        ) {
-            old.watcher.abort();
-        }
-    }
-
-    fn signal(
-        &mut self,
-        server: &ServerName,
-        generation: Generation,
-        signal: Signal,
-    ) -> Result<(), String> {
-        let Some(p) = self
-            .procs
-            .get(server)
-            .filter(|p| p.generation == generation)
-        else {
-            return Ok(());
-        };
-        if !p.child && p.pidfd.has_exited() {
-            // an adopted leader that died may already be reaped by its parent: its group id
-            // could name someone else's group now
-            return Ok(());
-        }
-        process::signal_group(p.pgid, signal)
-            .map_err(|e| format!("signal {signal:?} to process group {}: {e}", p.pgid))
-    }
-
-    /// The process of (server, generation) exited: kill what is left of its group, reap it.
-    fn reap(&mut self, server: &ServerName, generation: Generation) -> Option<Exit> {
-        let p = self
-            .procs
-            .get(server)
-            .filter(|p| p.generation == generation)?;
-        let exit = if p.child {
-            // The zombie still holds its PID, so the group id is surely ours: kill any
-            // grandchildren left behind before reaping frees the number.
-            let _ = process::signal_group(p.pgid, Signal::Kill);
-            p.pidfd.reap()
-        } else {
-            // Not our child: its parent may have reaped it and freed the group id, so only
-            // the token sweep below may find what is left.
-            Exit::Unknown
-        };
-        // Descendants that left the process group (setsid) or outlived an adopted leader still
-        // carry this start's token: sweep for them once the driver has acted (a restart is not
-        // held up by the /proc scan).
-        if let Some(rec) = self.records.get(server) {
-            self.sweeps.push((server.clone(), rec.token.clone()));
-        }
-        self.procs.remove(server);
-        Some(exit)
-    }
-
-    fn snapshot(&self, core: &Supervisor) -> Snapshot {
-        let servers = core
-            .servers()
-            .filter_map(|view| {
-                let spec = core.spec(&view.name)?.clone();
-                let pid = self
-                    .procs
-                    .get(&view.name)
-                    .filter(|p| p.generation == view.generation && view.state.has_process())
-                    .map(|p| p.pid);
-                let status = ServerStatus {
-                    pid,
-                    since: self.clock.wall(view.since),
-                    stdout_log: self.logs.stdout(&view.name),
-                    stderr_log: self.logs.stderr(&view.name),
-                    spec,
-                    view,
-                };
-                Some((status.view.name.clone(), status))
-            })
-            .collect();
-        Snapshot { servers }
-    }
-}
-
-async fn run(
-    mut core: Supervisor,
-    mut exec: Executor,
-    mut requests: mpsc::Receiver<Request>,
-    mut exits: mpsc::UnboundedReceiver<(ServerName, Generation)>,
-    mut probes: mpsc::UnboundedReceiver<(ServerName, Generation, ProbeResult)>,
-    status: watch::Sender<Arc<Snapshot>>,
-) {
-    let mut shutdown: Option<(oneshot::Sender<Stopped>, Stopped)> = None;
-    // Answers wait until the snapshot shows what the command did, so a caller that reads the
-    // snapshot after the answer never sees the state from before it.
-    let mut replies: Vec<(oneshot::Sender<CommandResult>, CommandResult)> = vec![];
-    loop {
-        // act on everything the core decided, feeding results back, then fire due timers
-        loop {
-            while let Some(action) = core.poll_action() {
-                if let Err(reason) = exec.execute(&mut core, &action) {
-                    tracing::warn!(?action, "{reason}");
-                    core.on_action_failed(now(), &action, &reason);
-                }
-            }
-            match core.next_deadline() {
-                Some(d) if d <= now() => core.on_timeout(now()),
-                _ => break,
-            }
-        }
-        for (server, token) in exec.sweeps.drain(..) {
-            // a moment later, so the /proc scan does not compete with a replacement's start for
-            // the CPU (what it looks for is outside the group and already orphaned)
-            tokio::spawn(async move {
-                tokio::time::sleep(SWEEP_AFTER).await;
-                let _ = tokio::task::spawn_blocking(move || {
-                    let n = process::kill_leftovers(&token);
-                    if n > 0 {
-                        tracing::info!(server = %server, killed = n, "killed processes the server left behind");
-                    }
-                })
-                .await;
-            });
-        }
-        let mut changed = false;
-        while let Some(ev) = core.poll_event() {
-            log_event(&ev);
-            changed = true;
-        }
-        if changed || !replies.is_empty() {
-            status.send_replace(Arc::new(exec.snapshot(&core)));
-        }
-        for (reply, result) in replies.drain(..) {
-            let _ = reply.send(result);
-        }
-        if let Some((_, stopped)) = &shutdown
-            && core.servers().all(|v| !v.state.has_process())
-        {
-            let stopped = stopped.clone();
-            if let Some((reply, _)) = shutdown.take() {
-                let _ = reply.send(stopped);
-            }
-            return;
-        }
-        let deadline = core.next_deadline();
-        tokio::select! {
-            Some((server, generation)) = exits.recv() => {
-                if let Some(exit) = exec.reap(&server, generation) {
-                    core.on_exited(now(), &server, generation, exit);
-                }
-            }
-            Some((server, generation, result)) = probes.recv() => core.on_probe(now(), &server, generation, result),
-            req = requests.recv() => match req {
-                Some(Request::Command { server, command, reply }) => {
-                    if shutdown.is_some() {
-                        // stopping everything: a new start would keep the shutdown waiting
-                        // forever. Dropping the reply answers `Gone`.
-                        drop(reply);
-                    } else {
-                        replies.push((reply, core.on_command(now(), &server, command)));
-                    }
-                }
-                Some(Request::Shutdown { reply, .. }) if shutdown.is_some() => drop(reply), // one at a time
-                Some(Request::Shutdown { stop_servers, reply }) => {
-                    let mut stopped = Stopped::default();
-                    for v in core.servers().collect::<Vec<_>>() {
-                        let pending_restart = v.state == ServerState::FailedRestarting;
-                        let affected = v.state.has_process() || (stop_servers && pending_restart);
-                        if !affected {
-                            continue;
-                        }
-                        if stop_servers {
-                            let _ = core.on_command(now(), v.name.as_str(), Command::Stop);
-                            stopped.stopped.push(v.name.to_string());
-                        } else {
-                            stopped.left_running.push(v.name.to_string());
-                        }
-                    }
-                    if stop_servers {
-                        shutdown = Some((reply, stopped));
-                    } else {
-                        let _ = reply.send(stopped);
-                        return; // servers keep running; their lock files stay for the next daemon
-                    }
-                }
-                None => return, // every handle dropped
-            },
-            () = sleep_until(deadline) => core.on_timeout(now()),
-        }
-    }
-}
-
-fn log_event(ev: &Event) {
-    let (server, from, to, reason) = (
-        ev.server.as_str(),
-        ev.from.as_str(),
-        ev.to.as_str(),
-        ev.reason.as_str(),
-    );
-    match ev.to {
-        ServerState::Failed
-        | ServerState::FailedRestarting
-        | ServerState::FailedNotRestartable
-        | ServerState::Unknown => {
-            tracing::warn!(server, from, to, "{reason}");
-        }
-        _ => tracing::info!(server, from, to, "{reason}"),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Creates `data_dir/name` (mode 0700 when new) and returns its path.
-fn private_dir(data_dir: &std::path::Path, name: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = data_dir.join(name);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    Ok(dir)
-}
-
-/// How long after an exit the token sweep runs.
-const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Milliseconds since the Unix epoch (0 before it), as lock files and the node manager pair
-/// record wall-clock times.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The driver's one clock read: tokio's, so paused-time tests control it.
 #[allow(clippy::disallowed_methods)]
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// Wall-clock time, for people (timestamps in lock files and the API).
-#[allow(clippy::disallowed_methods)]
-pub fn wall_now() -> SystemTime {
-    SystemTime::now()
 }

@@ -283,6 +283,10 @@ impl Node {
         let (sup, sup_task) =
             supervisor_core::driver::start(rules::supervisor_config(&cfg, is_takeover))
                 .map_err(NodeError::Supervisor)?;
+        // Recovery's adoptions and starts are done (their lock files written off this thread)
+        // before anything reads the servers: the HA manager derives "primary" from them, and the
+        // API never shows a server STARTING only because its token's fsync is under way.
+        sup.started().await;
         let (ha, ha_task) = match (&cfg.ha, ha_ready) {
             (Some(settings), Some((key, listener))) => {
                 let (h, t) = ha_modes::driver::start(

@@ -1,4 +1,4 @@
-//! The two-node HA pair (seed 004, StorNext HA Manager): two real daemons on loopback
+//! The two-node HA pair (the StorNext HA Manager): two real daemons on loopback
 //! (127.0.0.1 and 127.0.0.2), a fence command that records what it fenced, an HA-managed server
 //! that records where it started.
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
@@ -79,7 +79,7 @@ async fn ha_start_makes_this_node_primary_and_runs_the_ha_servers_only_there() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ha_stop_stops_both_nodes_in_the_seeds_order_without_a_reset() {
+async fn ha_stop_stops_both_nodes_in_the_ha_managers_order_without_a_reset() {
     let p = Pair::start().await;
     ok(p.n1.cli(&["ha", "start"]));
     p.n1.running_pid("hadb").await;
@@ -585,7 +585,7 @@ async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
     let mut p = Pair::start_with("3s").await;
-    // node1 gets a standby node manager (seed 000) beside its HA manager
+    // node1 gets a standby node manager (as in JEUS) beside its HA manager
     p.n1.kill9_daemon();
     let text = std::fs::read_to_string(&p.n1.config).unwrap();
     let text = text.replacen(

@@ -199,14 +199,29 @@ impl Node {
         self.spawn_daemon();
         let pid = self.daemon_pid().expect("just spawned");
         let client = self.client();
-        wait_for(&format!("nm-daemon {pid} to answer"), || async {
-            client
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let answered = client
                 .get::<NodeStatus>("/v1/status")
                 .await
                 .ok()
-                .filter(|s| s.pid == pid as i32)
-        })
-        .await;
+                .is_some_and(|s| s.pid == pid as i32);
+            if answered {
+                return;
+            }
+            let exited = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < end,
+                "nm-daemon {pid} never answered (exit status {exited:?})\n--- processes\n{}\n--- output\n{}\n--- nm.log\n{}",
+                self.processes(),
+                self.daemon_output(),
+                self.read_data("nm.log"),
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The active node manager's status, from the Unix socket.

@@ -1,5 +1,5 @@
 #!/bin/sh
-# nm adapter for the supervisor benchmark harness (../shared/bench, see its README).
+# nm adapter for the supervisor benchmark harness of this directory (bench/README.md).
 #   nm.sh check | start WORKDIR N CHILD | stop WORKDIR ROOTPID
 # Uses the release binaries of this repository (NM_DAEMON / NM_CLI override them).
 # Each of the N servers runs CHILD with restart_delay 0 and a restart budget that the

@@ -1,4 +1,4 @@
-//! A two-node HA pair (seed 004) on loopback for tests and benchmarks: node1 on 127.0.0.1,
+//! A two-node HA pair (the StorNext HA Manager) on loopback for tests and benchmarks: node1 on 127.0.0.1,
 //! node2 on 127.0.0.2, one cluster key, a fence command that records what it fenced in an events
 //! log (and succeeds: the "power-off" is the caller's kill), an HA-managed server `hadb` and a
 //! plain server `web`.

@@ -7,6 +7,11 @@
 #![allow(clippy::disallowed_methods)] // deadlines of the test harness read the clock
 
 pub mod ha;
+mod need;
+mod procs;
+
+pub use need::{Need, require, require_all};
+pub use procs::{KillOnDrop, Proc, descendants, kill_procs, kill_trees};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -72,6 +77,10 @@ pub struct Node {
     /// The node's name in `nm.toml` (`test` unless made with [`Node::configure_named`]).
     pub name: String,
     daemon: Option<Child>,
+    /// Processes orphaned when the test killed a daemon (its servers, which a later daemon may
+    /// adopt): killed on drop even if they no longer carry the tag (a server that sets its
+    /// process title can overwrite `/proc/PID/environ`).
+    orphans: Vec<Proc>,
 }
 
 impl Node {
@@ -121,6 +130,7 @@ impl Node {
             top: top.to_owned(),
             name: name.to_owned(),
             daemon: None,
+            orphans: vec![],
         };
         node.write_config(servers);
         node
@@ -189,14 +199,29 @@ impl Node {
         self.spawn_daemon();
         let pid = self.daemon_pid().expect("just spawned");
         let client = self.client();
-        wait_for(&format!("nm-daemon {pid} to answer"), || async {
-            client
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let answered = client
                 .get::<NodeStatus>("/v1/status")
                 .await
                 .ok()
-                .filter(|s| s.pid == pid as i32)
-        })
-        .await;
+                .is_some_and(|s| s.pid == pid as i32);
+            if answered {
+                return;
+            }
+            let exited = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < end,
+                "nm-daemon {pid} never answered (exit status {exited:?})\n--- processes\n{}\n--- output\n{}\n--- nm.log\n{}",
+                self.processes(),
+                self.daemon_output(),
+                self.read_data("nm.log"),
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The active node manager's status, from the Unix socket.
@@ -265,9 +290,13 @@ impl Node {
         self.daemon.as_ref().map(Child::id)
     }
 
-    /// SIGKILL of the daemon (servers keep running), reaped.
+    /// SIGKILL of the daemon (servers keep running), reaped. Its servers are remembered and
+    /// killed when the node drops.
     pub fn kill9_daemon(&mut self) {
         if let Some(mut c) = self.daemon.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                self.orphans.extend(descendants(pid));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -357,34 +386,38 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Kills everything of this node, on success and on failure: the daemon's process tree, every
+    /// process carrying the node's tag (servers adopted by a later daemon, a standby) and the
+    /// servers orphaned by an earlier [`Node::kill9_daemon`].
     fn drop(&mut self) {
+        let mut roots: Vec<Proc> = self
+            .daemon
+            .as_ref()
+            .and_then(|c| Proc::of(i32::try_from(c.id()).ok()?))
+            .into_iter()
+            .collect();
+        roots.append(&mut self.orphans);
+        kill_trees(&roots);
         self.kill9_daemon();
         kill_tagged(&self.tag);
+        kill_procs(&std::mem::take(&mut self.orphans));
     }
 }
 
-/// SIGKILL of every process whose environment carries `NM_TEST_NODE=tag`: node managers first
-/// (so none restarts a server it sees killed), then the rest, until none is left.
+/// SIGKILL of every process whose environment carries `NM_TEST_NODE=tag`, and of everything
+/// below them (a server that rewrote its environment included), as a power failure of that node
+/// would: all are stopped first, so no node manager restarts a server it sees killed.
 pub fn kill_tagged(tag: &str) {
     let needle = format!("NM_TEST_NODE={tag}");
     for _ in 0..50 {
-        let pids: Vec<i32> = pids_with_env(&needle)
+        let roots: Vec<Proc> = pids_with_env(&needle)
             .into_iter()
-            .filter(|&p| alive(p))
+            .filter_map(Proc::of)
             .collect();
-        if pids.is_empty() {
+        if roots.is_empty() {
             return;
         }
-        let is_daemon = |p: &i32| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .is_ok_and(|c| c.trim() == "nm-daemon")
-        };
-        let (daemons, others): (Vec<i32>, Vec<i32>) = pids.into_iter().partition(is_daemon);
-        for pid in daemons.into_iter().chain(others) {
-            if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
-        }
+        kill_trees(&roots);
     }
 }
 

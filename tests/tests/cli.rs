@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use nm_api::ServerState as St;
-use nm_tests::{Node, bin, pid_of, wait_for};
+use nm_tests::{KillOnDrop, Node, bin, pid_of, wait_for};
 
 const SERVERS: &str = "[[server]]\nname = \"talk\"\ncommand = [\"sh\", \"-c\", \"echo hello-out; echo hello-err >&2; while read line; do :; done; sleep 1000\"]\n\n\
                        [[server]]\nname = \"later\"\ncommand = [\"sleep\", \"1000\"]\nauto_start = false\n";
@@ -81,13 +81,15 @@ async fn server_log_shows_stdout_and_stderr_and_follow_streams() {
     assert!(out.contains("hello-err"), "{out}");
 
     // --follow: a line appended later arrives on the open stream
-    let mut follow = std::process::Command::new(bin("nm-cli"))
-        .arg("--socket")
-        .arg(node.data_dir.join("nm.sock"))
-        .args(["server", "log", "talk", "--follow", "--tail", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follow = KillOnDrop(
+        std::process::Command::new(bin("nm-cli"))
+            .arg("--socket")
+            .arg(node.data_dir.join("nm.sock"))
+            .args(["server", "log", "talk", "--follow", "--tail", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = follow.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
@@ -110,8 +112,7 @@ async fn server_log_shows_stdout_and_stderr_and_follow_streams() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
     assert!(reader.join().unwrap(), "the followed line never arrived");
 }
 

@@ -1,4 +1,4 @@
-//! The two-node HA pair (seed 004, StorNext HA Manager): two real daemons on loopback
+//! The two-node HA pair (the StorNext HA Manager): two real daemons on loopback
 //! (127.0.0.1 and 127.0.0.2), a fence command that records what it fenced, an HA-managed server
 //! that records where it started.
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use nm_api::{HaMode, HaStatus, ServerState as St};
 use nm_tests::ha::{Pair, wait_ha};
-use nm_tests::{kill_tagged, wait_for};
+use nm_tests::{Need, kill_tagged, require, wait_for};
 
 fn ok(out: (i32, String, String)) -> String {
     assert_eq!(out.0, 0, "nm-cli failed: {}{}", out.1, out.2);
@@ -79,7 +79,7 @@ async fn ha_start_makes_this_node_primary_and_runs_the_ha_servers_only_there() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ha_stop_stops_both_nodes_in_the_seeds_order_without_a_reset() {
+async fn ha_stop_stops_both_nodes_in_the_ha_managers_order_without_a_reset() {
     let p = Pair::start().await;
     ok(p.n1.cli(&["ha", "start"]));
     p.n1.running_pid("hadb").await;
@@ -267,6 +267,9 @@ async fn modes_survive_a_daemon_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_smith_writes_and_fsyncs_the_smithlog_line_before_the_reset() {
+    if !require(&[Need::Strace]) {
+        return;
+    }
     let mut p = Pair::start().await;
     // node1 again, under strace: which syscalls come in which order
     p.n1.kill9_daemon();
@@ -503,7 +506,7 @@ impl Partition {
             .args(["-f", "-"])
             .stdin(std::process::Stdio::piped())
             .spawn()
-            .expect("nft (apt-get install nftables; CI installs it)");
+            .expect("nft (checked by require)");
         use std::io::Write as _;
         child
             .stdin
@@ -526,6 +529,9 @@ impl Drop for Partition {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once() {
+    if !require(&[Need::Root, Need::Nftables]) {
+        return;
+    }
     let mut p = Pair::start().await;
     // the fence "powers off" the peer: every process of its node dies
     let tags = format!("node1 {}\nnode2 {}\n", p.n1.tag, p.n2.tag);
@@ -579,7 +585,7 @@ async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
     let mut p = Pair::start_with("3s").await;
-    // node1 gets a standby node manager (seed 000) beside its HA manager
+    // node1 gets a standby node manager (as in JEUS) beside its HA manager
     p.n1.kill9_daemon();
     let text = std::fs::read_to_string(&p.n1.config).unwrap();
     let text = text.replacen(
@@ -626,6 +632,9 @@ async fn a_standby_node_manager_takes_over_a_primary_without_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ha_server_nm_cannot_identify_after_a_restart_keeps_the_node_primary() {
+    if !require(&[Need::Program("perl")]) {
+        return;
+    }
     // the server sets its process title (perl $0, as nginx and many daemons do), which overwrites
     // /proc/PID/environ: after a daemon restart its start token cannot be confirmed (UNKNOWN)
     let mut p = Pair::configure(

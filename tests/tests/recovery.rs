@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use nm_api::ServerState as St;
-use nm_tests::{Node, alive, kill9, pid_of, wait_for};
+use nm_tests::{KillOnDrop, Node, alive, kill9, pid_of, wait_for};
 
 const TWO: &str = "[[server]]\nname = \"a\"\ncommand = [\"sleep\", \"1000\"]\n\n\
                    [[server]]\nname = \"b\"\ncommand = [\"sleep\", \"1001\"]\n";
@@ -47,10 +47,12 @@ async fn a_lock_file_naming_an_unrelated_live_process_is_neither_adopted_nor_sig
     node.kill9_daemon();
     kill9(a);
     // a stranger: a live process that is not the server, with its own start time
-    let mut stranger = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
+    let mut stranger = KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap(),
+    );
     let spid = i32::try_from(stranger.id()).unwrap();
     let lock = node.data_dir.join("servers/a.lock");
     let mut record: serde_json::Value =
@@ -202,12 +204,14 @@ async fn a_start_whose_record_was_never_written_is_found_by_its_reserved_token()
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
     let reserved = record["next_token"].as_str().unwrap().to_owned();
     assert_eq!(reserved.len(), 32);
-    let mut next = std::process::Command::new("setsid")
-        .args(["sleep", "1000"])
-        .env("NM_SERVER_TOKEN", &reserved)
-        .env("NM_TEST_NODE", &node.tag)
-        .spawn()
-        .unwrap();
+    let mut next = KillOnDrop(
+        std::process::Command::new("setsid")
+            .args(["sleep", "1000"])
+            .env("NM_SERVER_TOKEN", &reserved)
+            .env("NM_TEST_NODE", &node.tag)
+            .spawn()
+            .unwrap(),
+    );
     let next_pid = i32::try_from(next.id()).unwrap();
     wait_for("the session leader", || async {
         std::fs::read_to_string(format!("/proc/{next_pid}/stat"))

@@ -1,4 +1,4 @@
-//! The active/standby node manager pair (seed 000, JEUS): takeover after kill -9, fencing of a
+//! The active/standby node manager pair (JEUS): takeover after kill -9, fencing of a
 //! hung active, replacement of a dead standby, the ordered shutdown, and that the kernel's lock
 //! never lets two node managers be active for one data directory.
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use nm_api::{CommandReply, ServerState as St};
-use nm_tests::{Node, alive, kill9, pid_of, proc_state, wait_for};
+use nm_tests::{Need, Node, alive, kill9, pid_of, proc_state, require, wait_for};
 
 async fn command(node: &Node, server: &str, cmd: &str) -> CommandReply {
     node.client()
@@ -263,6 +263,10 @@ fn children_of(pid: i32) -> Vec<i32> {
 
 #[tokio::test]
 async fn a_server_runs_as_its_configured_user() {
+    // switching to another user needs CAP_SETUID
+    if !require(&[Need::Root]) {
+        return;
+    }
     let node = Node::start(
         "[[server]]\nname = \"u\"\ncommand = [\"sleep\", \"1000\"]\nuser = \"nobody\"\n",
     )

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 
 use nm_api::ServerState;
 use nm_tests::ha::Pair;
-use nm_tests::{Node, alive, wait_for};
+use nm_tests::{Need, Node, alive, wait_for};
 
 /// How long each fsync of the stalled daemon waits: three times both timeouts.
 const STALL_US: &str = "3000000";
@@ -52,22 +52,10 @@ fn with_standby(n: &Node) {
     std::fs::write(&n.config, format!("{top}{text}")).unwrap();
 }
 
-fn needs(what: &str, ok: bool) -> bool {
-    if !ok {
-        assert!(
-            std::env::var_os("NM_TEST_REQUIRE_ALL").is_none(),
-            "needs {what} (NM_TEST_REQUIRE_ALL is set)"
-        );
-        eprintln!("skipped: needs {what}");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_disk_gets_neither_the_standby_nor_the_ha_peer_to_fence_a_healthy_node() {
-    let root = rustix::process::geteuid().is_root();
-    let strace = Command::new("strace").arg("-V").output().is_ok();
-    if !needs("root", root) || !needs("strace", strace) {
+    // attaching to a running daemon needs CAP_SYS_PTRACE (Yama's ptrace_scope)
+    if !nm_tests::require(&[Need::Root, Need::Strace]) {
         return;
     }
     let mut p = Pair::configure(

@@ -1,4 +1,4 @@
-//! The two-node HA mode discipline (seed 004, StorNext HA Manager).
+//! The two-node HA mode discipline (the StorNext HA Manager).
 //!
 //! ```text
 //!   nm.toml [ha] ─▶ Ha (pure core) ◀── peer states, promotion claims ── authenticated TCP link
@@ -11,7 +11,7 @@
 //! Each node of a pair runs one [`core::Ha`]. It persists its mode (`data_dir/ha.json`, written
 //! atomically) and re-derives everything else: whether it is primary from whether the HA-managed
 //! servers run here, and its peer's mode and status from the link (a peer that does not
-//! communicate is assumed in `default` mode). [`mode::verdict`] is the seed's table of allowed and
+//! communicate is assumed in `default` mode). [`mode::verdict`] is the HA Manager's table of allowed and
 //! prohibited pair states; [`core`] documents how a prohibited state is corrected.
 //!
 //! Guarantees: a node starts the HA-managed servers only with its communicating peer's consent,

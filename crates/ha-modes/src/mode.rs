@@ -1,4 +1,4 @@
-//! Modes, statuses and the pair states the seed allows or prohibits (seed 004, "HA Manager Modes
+//! Modes, statuses and the pair states the StorNext HA Manager allows or prohibits (the StorNext HA Manager, "HA Manager Modes
 //! and Statuses").
 //!
 //! A pair state is written `left-right` from one node's point of view: `left` is its own mode,
@@ -29,7 +29,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Every mode, in the seed's order.
+    /// Every mode, in the HA Manager's order.
     pub const ALL: [Mode; 5] = [
         Mode::Default,
         Mode::Single,
@@ -103,13 +103,13 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// Whether the seed allows a pair state.
+/// Whether the HA Manager allows a pair state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
-    /// One of the seed's allowed states.
+    /// One of the HA Manager's allowed states.
     Allowed,
-    /// One of the seed's prohibited states: the HA manager moves the pair to a valid one.
+    /// One of the HA Manager's prohibited states: the HA manager moves the pair to a valid one.
     Prohibited,
 }
 
@@ -147,7 +147,7 @@ pub fn pair_name(left: Mode, right: Mode) -> String {
 mod tests {
     use super::*;
 
-    /// The seed's lists, verbatim.
+    /// The HA Manager's lists, verbatim.
     const ALLOWED: [&str; 8] = [
         "default-default",
         "default-locked",
@@ -168,7 +168,7 @@ mod tests {
         "peerdown-*",
     ];
 
-    /// Whether the seed's entry `a-b` names the state `left-right`. The seed writes each unordered
+    /// Whether the HA Manager's entry `a-b` names the state `left-right`. The HA Manager writes each unordered
     /// pair once (`single-default` also covers `default-single`); `peerdown` is directional: on
     /// the right it is this node's certification, on the left the peer's certification of us.
     fn names(entry: &str, left: Mode, right: Mode) -> bool {
@@ -180,8 +180,8 @@ mod tests {
         ordered || mirrored
     }
 
-    fn seed_verdict(left: Mode, right: Mode, communicating: bool) -> Verdict {
-        // the seed: a peer certified peerdown that communicates is the case `peerdown-*`
+    fn manual_verdict(left: Mode, right: Mode, communicating: bool) -> Verdict {
+        // the HA Manager: a peer certified peerdown that communicates is the case `peerdown-*`
         if right == Mode::Peerdown && communicating {
             return Verdict::Prohibited;
         }
@@ -189,7 +189,7 @@ mod tests {
         let prohibited = PROHIBITED.iter().any(|e| names(e, left, right));
         assert!(
             allowed != prohibited,
-            "the seed's lists must classify {left}-{right} exactly once (allowed {allowed}, prohibited {prohibited})"
+            "the HA Manager's lists must classify {left}-{right} exactly once (allowed {allowed}, prohibited {prohibited})"
         );
         if allowed {
             Verdict::Allowed
@@ -199,14 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn every_pair_of_modes_communicating_or_not_gets_the_seeds_verdict() {
+    fn every_pair_of_modes_communicating_or_not_gets_the_ha_managers_verdict() {
         let mut n = 0;
         for left in Mode::ALL {
             for right in Mode::ALL {
                 for communicating in [true, false] {
                     assert_eq!(
                         verdict(left, right, communicating),
-                        seed_verdict(left, right, communicating),
+                        manual_verdict(left, right, communicating),
                         "{left}-{right} (communicating: {communicating})"
                     );
                     n += 1;
@@ -217,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_named_states_by_hand() {
+    fn the_ha_managers_named_states_by_hand() {
         use Mode::*;
         use Verdict::*;
         let table = [

@@ -1,4 +1,4 @@
-//! What `nm-cli ha …` shows: both nodes' modes and statuses (seed 004: "Following every command,
+//! What `nm-cli ha …` shows: both nodes' modes and statuses (the StorNext HA Manager: "Following every command,
 //! the CLI reports the modes and statuses of both servers").
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use crate::mode::{Mode, Status, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HaReport {
     /// Whether `nm.toml` has an `[ha]` section. Without one the node reports the default state
-    /// that lets a node without HA run everything (seed 004).
+    /// that lets a node without HA run everything (the StorNext HA Manager).
     pub configured: bool,
     /// This node.
     pub local: NodeReport,
@@ -24,7 +24,7 @@ pub struct HaReport {
     pub peer_heard_ms_ago: Option<u64>,
     /// The pair state `local-peer`, e.g. `"default-locked"`.
     pub state: String,
-    /// Whether the seed allows it.
+    /// Whether the HA Manager allows it.
     pub verdict: Verdict,
     /// Fencing of a silent peer: `idle`, `delaying`, `fencing`, `failed` or `fenced`.
     pub fence: String,

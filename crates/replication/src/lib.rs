@@ -1,4 +1,4 @@
-//! The active/standby node manager pair (seed 000, JEUS node manager replication).
+//! The active/standby node manager pair (JEUS node manager replication).
 //!
 //! ```text
 //!   active nm-daemon ── holds flock(nm.lock) for its life ──────────────┐ kernel

@@ -2,7 +2,7 @@
 //!
 //! Every type here deserializes with `deny_unknown_fields` and checks its own values while it is
 //! read, so a TOML reader reports a bad value with the line it stands on. Defaults follow the
-//! WebLogic Node Manager (seed 001): `AutoRestart` on, `RestartMax` 2 within a
+//! WebLogic Node Manager: `AutoRestart` on, `RestartMax` 2 within a
 //! `RestartInterval` of 3600 s, `RestartDelaySeconds` 0, `AutoKillIfFailed` off.
 
 use std::collections::BTreeMap;

@@ -4,12 +4,12 @@
 //! [`Ha::on_timeout`]; calling it early or twice is harmless.
 //!
 //! What it keeps is the persisted [`Record`] and what it can re-derive: whether the HA-managed
-//! servers run here (told at construction), and the peer's last report with when it came (seed
-//! 004: "mostly stateless").
+//! servers run here (told at construction), and the peer's last report with when it came (the
+//! StorNext HA Manager: "mostly stateless").
 //!
 //! Safety rules, in the order [`Ha`] applies them on every input:
 //! 1. A peer certified `peerdown` that communicates erases the certification; the local mode
-//!    becomes `default` and the HA-managed servers are stopped (seed 004).
+//!    becomes `default` and the HA-managed servers are stopped (the StorNext HA Manager).
 //! 2. `locked` never runs the HA-managed servers.
 //! 3. A prohibited pair state is corrected by the node whose own mode is at fault (`single` or
 //!    `config` beside a `default`, `single` or `config` peer): it returns to `default`; in
@@ -620,7 +620,7 @@ impl Ha {
             // a silent peer's grant is void: fencing decides from here
             self.granted = None;
         }
-        // rule 1 (seed 004): a certified-down peer that communicates erases the certification
+        // rule 1 (the StorNext HA Manager): a certified-down peer that communicates erases the certification
         if comm && self.record.peerdown {
             self.record.peerdown = false;
             self.record.mode = Mode::Default;

@@ -1,4 +1,4 @@
-//! The pair-wide commands `ha start` and `ha stop` (seed 004's command table) as plans: pure
+//! The pair-wide commands `ha start` and `ha stop` (the StorNext HA Manager's command table) as plans: pure
 //! functions from the pair as this node reports it to the steps that run, in order, on this
 //! node and its peer. The driver carries the steps out and waits where a step says so; a step
 //! that fails ends the plan, and the steps before it stand.
@@ -60,7 +60,7 @@ impl Step {
 /// The refusal of an `ha start` on a node whose starts are blocked.
 const BLOCKED: &str = "ha_idle_failed_startup is set: a start of the HA-managed servers failed; fix the cause, then run `nm-cli ha clear`";
 
-/// seed 004 `start`: stop each node where needed, both to default, this node first (primary),
+/// The StorNext HA Manager's `start`: stop each node where needed, both to default, this node first (primary),
 /// then the peer (secondary).
 ///
 /// # Errors
@@ -117,7 +117,7 @@ pub fn plan_start(r: &HaReport) -> Result<Vec<Step>, Refused> {
     Ok(plan)
 }
 
-/// seed 004 `stop`: the secondary to locked, the primary to config and stopped, then both to
+/// The StorNext HA Manager's `stop`: the secondary to locked, the primary to config and stopped, then both to
 /// default with the HA-managed servers stopped. No HA reset.
 ///
 /// # Errors

@@ -13,7 +13,7 @@
 //! Properties, checked after every delivery and every step: the HA-managed servers never run on
 //! both nodes; a node that runs them is primary; a node starts them only with its peer's consent
 //! to that very claim, after it fenced the peer (not heard since), or with the peer certified
-//! `peerdown`; and no node stays in a prohibited state it is at fault for (seed 004: such a state
+//! `peerdown`; and no node stays in a prohibited state it is at fault for (the StorNext HA Manager: such a state
 //! is always met by a corrective action). A failure names the steps that led to it.
 
 use std::collections::HashSet;

@@ -584,7 +584,7 @@ fn single_mode_is_left_for_default_without_stopping_but_config_mode_stops() {
         );
         ha.on_peer_state(t, peer(Mode::Locked, Status::Stopped));
         assert!(drain(&mut ha).is_empty());
-        // the peer is unlocked (tampering: the seed's prohibited single-default/config-default)
+        // the peer is unlocked (tampering: the HA Manager's prohibited single-default/config-default)
         ha.on_peer_state(t + ms(500), peer(Mode::Default, Status::Running));
         let a = drain(&mut ha);
         assert!(
@@ -599,9 +599,9 @@ fn single_mode_is_left_for_default_without_stopping_but_config_mode_stops() {
     }
 }
 
-// ---- the seed's table, every input ----
+// ---- the HA Manager's table, every input ----
 
-/// What a node must do, seen from outside, in a state: written from the seed's text, not from
+/// What a node must do, seen from outside, in a state: written from the HA Manager's text, not from
 /// the core's code.
 #[derive(Debug, PartialEq)]
 enum Expect {
@@ -662,7 +662,7 @@ fn observed(actions: &[Action], before: Record, after: Record) -> Expect {
 }
 
 #[test]
-fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_seed_says() {
+fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_ha_manager_says() {
     let settable = [Mode::Default, Mode::Single, Mode::Config, Mode::Locked];
     let statuses = [Status::Stopped, Status::Running, Status::Primary];
     let mut peers: Vec<Option<PeerState>> = vec![None];
@@ -775,7 +775,7 @@ fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_seed_says() 
         }
     }
     assert_eq!(cases, 4 * 2 * 2 * 25);
-    // every (left, right, communicating) the seed names was reached
+    // every (left, right, communicating) the HA Manager names was reached
     let pairs: std::collections::BTreeSet<(Mode, Mode, bool)> =
         seen.iter().map(|&(l, r, c, _)| (l, r, c)).collect();
     for l in Mode::ALL {

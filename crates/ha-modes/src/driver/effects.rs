@@ -17,7 +17,7 @@ pub struct ResetEffects {
     pub servers_down: bool,
 }
 
-/// The effects of an HA reset (seed 004), in this order: append `"<time> <node> HA reset:
+/// The effects of an HA reset (the StorNext HA Manager), in this order: append `"<time> <node> HA reset:
 /// <reason>"` to `data_dir/smithlog` and fsync it, then SIGKILL the HA-managed `servers` and wait
 /// (at most 10 s) until none runs. Used by the HA driver when it resets, and by a daemon whose HA
 /// manager failed without resetting, so that its peer's takeover never meets a live copy.
@@ -34,7 +34,7 @@ pub async fn reset_effects(
     let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
     let line = format!("{at} {node} HA reset: {reason}");
     let dir = data_dir.to_owned();
-    // seed 004: the line is on disk before the reset acts
+    // the StorNext HA Manager: the line is on disk before the reset acts
     let smithlog = match tokio::task::spawn_blocking(move || store::smith(&dir, &line)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

@@ -72,7 +72,7 @@ pub struct HaConfig {
     pub timing: Timing,
 }
 
-/// A command of `nm-cli ha` (seed 004's command table).
+/// A command of `nm-cli ha` (the StorNext HA Manager's command table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairCommand {
     /// Report both nodes; change nothing.
@@ -99,7 +99,7 @@ pub enum PairCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HaError {
-    /// The seed's tables forbid it; nothing changed.
+    /// The HA Manager's tables forbid it; nothing changed.
     #[error("{0}")]
     Refused(String),
     /// A step failed; the steps before it stand (the reply's report says where the pair is).
@@ -366,7 +366,7 @@ impl HaHandle {
     /// [`HaError`]: refused (nothing changed), failed at a step, or the manager is gone.
     pub async fn run(&self, cmd: PairCommand) -> Result<HaReply, HaError> {
         let _one = self.one_at_a_time.lock().await;
-        // seed 004: talk to the peer at every decision point
+        // the StorNext HA Manager: talk to the peer at every decision point
         self.refresh().await;
         let mut steps = vec![];
         let done = match cmd {
@@ -616,7 +616,7 @@ impl Driver {
         name: &str,
         command: Command,
     ) -> Result<Result<Accepted, CommandError>, HaError> {
-        // seed 004: an HA-managed server runs on the primary only
+        // the StorNext HA Manager: an HA-managed server runs on the primary only
         let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
         if starts && !self.core.is_primary() {
             return Err(HaError::Refused(format!(

@@ -81,7 +81,7 @@ pub fn save(data_dir: &Path, rec: &Record) -> Result<(), StoreError> {
         .map_err(|source| StoreError::Write { path, source })
 }
 
-/// Appends `line` to the smith log and fsyncs it (seed 004: "a descriptive line is added to the
+/// Appends `line` to the smith log and fsyncs it (the StorNext HA Manager: "a descriptive line is added to the
 /// end of this file and the file is fsync'd").
 ///
 /// # Errors

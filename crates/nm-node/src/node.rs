@@ -563,15 +563,27 @@ impl NodeHandle {
         name: &str,
         command: Command,
     ) -> Result<Result<Accepted, CommandError>, Refusal> {
-        if let Some(ha) = self
-            .ha
-            .as_ref()
-            .filter(|_| rules::is_ha_managed(&self.cfg, name))
-        {
+        if rules::is_ha_managed(&self.cfg, name) {
+            let Some(ha) = &self.ha else {
+                let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
+                if starts {
+                    // [ha] is configured but its manager is not running (a takeover that could
+                    // not bind the HA address): nobody here may decide this node is primary
+                    return Err(Refusal::NotPrimary(format!(
+                        "server {name:?} is HA-managed and this node runs without its HA manager (see `nm-cli nm log`): it is not started here"
+                    )));
+                }
+                return self
+                    .sup
+                    .command(name, command)
+                    .await
+                    .map_err(|_| Refusal::ShuttingDown);
+            };
             // the StorNext HA Manager: an HA-managed server runs on the primary only, and the HA
             // manager decides it in its own task, atomically with its promote/demote decisions
             return ha.server_command(name, command).await.map_err(|e| match e {
                 ha_modes::driver::HaError::Refused(why) => Refusal::NotPrimary(why),
+                ha_modes::driver::HaError::Failed(why) => Refusal::Busy(why),
                 _ => Refusal::ShuttingDown,
             });
         }
@@ -592,6 +604,9 @@ pub enum Refusal {
     /// The node is stopping. Nothing changed.
     #[error("nm-daemon is shutting down")]
     ShuttingDown,
+    /// The command could not be queued now (the supervisor is busy). Nothing changed.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The HA pair's key and listener, checked and bound before anything starts (`None` without
@@ -642,5 +657,54 @@ pub(crate) fn timing(pair: StandbyConfig) -> replication::Timing {
     replication::Timing {
         heartbeat: pair.heartbeat,
         timeout: pair.timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_its_ha_manager_a_node_starts_no_ha_managed_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nm.toml");
+        let text = "node = \"n\"\ndata_dir = \"data\"\ncluster_key_file = \"k\"\n\
+                    [[server]]\nname = \"db\"\ncommand = [\"sleep\", \"600\"]\n\
+                    [[server]]\nname = \"web\"\ncommand = [\"sleep\", \"601\"]\nauto_start = false\n\
+                    [ha]\npeer = \"p\"\npeer_address = \"127.0.0.1:1\"\nservers = [\"db\"]\n\
+                    fence_command = [\"false\"]\n";
+        let cfg = Arc::new(crate::config::parse(text, &path).unwrap());
+        std::fs::create_dir(&cfg.data_dir).unwrap();
+        let (sup, task) =
+            supervisor_core::driver::start(rules::supervisor_config(&cfg, true)).unwrap();
+        sup.started().await;
+        // a takeover that could not bind the HA address runs without its HA manager
+        let node = NodeHandle {
+            cfg: cfg.clone(),
+            pid: 1,
+            started_at: crate::wall_now(),
+            listen: String::new(),
+            sup: sup.clone(),
+            pair: None,
+            last_takeover: None,
+            ha: None,
+        };
+        for command in [Command::Start, Command::Restart, Command::Resume] {
+            let got = node.command("db", command).await;
+            assert!(
+                matches!(got, Err(Refusal::NotPrimary(_))),
+                "{command:?}: {got:?}"
+            );
+        }
+        assert_eq!(
+            node.command("db", Command::Stop).await,
+            Ok(Ok(Accepted::AlreadyDone))
+        );
+        assert_eq!(
+            node.command("web", Command::Start).await,
+            Ok(Ok(Accepted::Changed))
+        );
+        let _ = sup.shutdown(true).await;
+        let _ = task.await;
     }
 }

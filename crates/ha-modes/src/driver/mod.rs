@@ -485,9 +485,12 @@ impl Driver {
             self.publish();
             let deadline = self.core.next_deadline();
             tokio::select! {
+                // what has arrived (the peer's heartbeats above all) is taken in before a timer
+                // that fell due meanwhile decides on a stale view of the peer
+                biased;
                 ev = events.recv() => match ev {
                     Some(Event::ServerCommand { name, command, reply }) => {
-                        let _ = reply.send(self.server_command(&name, command).await);
+                        self.server_command(&name, command, reply);
                     }
                     Some(ev) => self.on_event(ev),
                     None => return HaExit::Stopped,
@@ -501,7 +504,10 @@ impl Driver {
     /// being written: a mode is durable before it is reported (until then both show the state
     /// before it, and the link keeps answering the peer with that).
     fn publish(&mut self) {
-        if self.in_flight.iter().any(|w| matches!(w, Write::Core(_))) {
+        // a core record still being written, or whose write failed (retried), is not shown
+        if self.in_flight.iter().any(|w| matches!(w, Write::Core(_)))
+            || self.core.record() != self.durable
+        {
             return;
         }
         for sync in self.syncs.drain(..) {
@@ -608,25 +614,53 @@ impl Driver {
         }
     }
 
-    /// [`HaHandle::server_command`]: the supervisor's answer is awaited here, so the command is
-    /// in the supervisor's queue before any later decision of this core (e.g. a stop of the
-    /// HA-managed servers) sends its own commands.
-    async fn server_command(
+    /// [`HaHandle::server_command`]: decided here, between this core's own decisions. An
+    /// allowed command is queued in the supervisor's FIFO before the driver takes any other
+    /// event (so a later stop of the HA-managed servers comes after it), and its answer is
+    /// awaited beside the driver: the driver never waits for the supervisor (which may be
+    /// waiting for the disk).
+    fn server_command(
         &mut self,
         name: &str,
         command: Command,
-    ) -> Result<Result<Accepted, CommandError>, HaError> {
-        // the StorNext HA Manager: an HA-managed server runs on the primary only
+        reply: oneshot::Sender<Result<Result<Accepted, CommandError>, HaError>>,
+    ) {
         let starts = matches!(command, Command::Start | Command::Restart | Command::Resume);
-        if starts && !self.core.is_primary() {
-            return Err(HaError::Refused(format!(
+        // the StorNext HA Manager: an HA-managed server runs on the primary only; a primary that
+        // is stopping its servers (or resetting) is leaving that role, and starts nothing
+        let refusal = if !starts {
+            None
+        } else if !self.core.is_primary() {
+            Some(format!(
                 "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
-            )));
+            ))
+        } else if self.core.stopping() || self.core.reset_reason().is_some() {
+            Some(format!(
+                "server {name:?} is HA-managed and this node's HA manager is stopping the HA-managed servers: it is not started (see `nm-cli ha status`)"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let _ = reply.send(Err(HaError::Refused(why)));
+            return;
         }
-        self.sup
-            .command(name, command)
-            .await
-            .map_err(|_| HaError::Gone)
+        match self.sup.queue_command(name, command) {
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(answer.await.map_err(|_| HaError::Gone));
+                });
+            }
+            Err(supervisor_core::driver::QueueError::Busy) => {
+                let _ = reply.send(Err(HaError::Failed(
+                    "the supervisor is busy (its command queue is full): nothing changed; try again"
+                        .into(),
+                )));
+            }
+            Err(_) => {
+                let _ = reply.send(Err(HaError::Gone));
+            }
+        }
     }
 
     /// check → persist → apply: a refused command or a failed write changes nothing. The write

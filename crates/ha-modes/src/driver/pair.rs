@@ -11,6 +11,10 @@ use crate::core::Op;
 use crate::core::plan::{OnFailedStart, Side, Step};
 use crate::mode::{Mode, Status};
 
+/// How long a command waits for the driver to publish (a mode being written) before it answers
+/// with the last report published.
+const SYNC_LIMIT: Duration = Duration::from_secs(5);
+
 impl HaHandle {
     /// One exchange with the peer now (if it communicates), then the driver is in sync.
     pub(super) async fn refresh(&self) {
@@ -29,7 +33,8 @@ impl HaHandle {
         let _ = asked.await;
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
+            // bounded: while the disk holds a mode, the report shown is the last durable one
+            let _ = tokio::time::timeout(SYNC_LIMIT, rx).await;
         }
     }
 
@@ -80,7 +85,8 @@ impl HaHandle {
     pub(super) async fn sync(&self) {
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Sync(tx)).is_ok() {
-            let _ = rx.await;
+            // bounded: while the disk holds a mode, the report shown is the last durable one
+            let _ = tokio::time::timeout(SYNC_LIMIT, rx).await;
         }
     }
 

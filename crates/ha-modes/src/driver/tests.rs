@@ -546,3 +546,31 @@ async fn a_record_of_the_core_is_published_only_once_durable_and_a_command_is_re
     assert!(written.try_recv().is_err());
     sup_task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_while_the_ha_manager_stops_its_servers_is_refused_and_never_reaches_the_supervisor()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (sup, sup_task) = supervisor(dir.path());
+    let locked = Record {
+        mode: Mode::Locked,
+        started: true,
+        ..Record::default()
+    };
+    let (mut d, _written) = bare_driver(dir.path(), sup, locked);
+    // the servers run here (adopted): locked mode stops them, and the node is still primary
+    // until they are verified down
+    d.core.on_servers_observed(now(), Observed::Up);
+    let actions: Vec<_> = std::iter::from_fn(|| d.core.poll_action()).collect();
+    assert!(d.core.stopping() && d.core.is_primary(), "{actions:?}");
+    for command in [Command::Start, Command::Restart, Command::Resume] {
+        let (reply, rx) = oneshot::channel();
+        d.server_command("web", command, reply);
+        let got = rx.await.unwrap();
+        assert!(
+            matches!(&got, Err(HaError::Refused(why)) if why.contains("stopping")),
+            "{command:?} during the HA manager's own stop: {got:?}"
+        );
+    }
+    sup_task.abort();
+}

@@ -43,6 +43,18 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// Why [`SupervisorHandle::queue_command`] queued nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The driver task is gone (it shut down).
+    #[error("the supervisor has shut down")]
+    Gone,
+    /// Its queue of commands is full (it is busy, e.g. waiting for a stalled disk).
+    #[error("the supervisor is busy (its command queue is full); try again")]
+    Busy,
+}
+
 /// The driver task is gone (it shut down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the supervisor has shut down")]
@@ -68,6 +80,32 @@ impl SupervisorHandle {
             .await
             .map_err(|_| Gone)?;
         rx.await.map_err(|_| Gone)
+    }
+
+    /// Queues an operator command without waiting for the core's answer, which comes on the
+    /// returned receiver: commands queued by one task reach the core in the order queued, and the
+    /// caller's task is never held up by the driver (e.g. while a lock-file write waits for a
+    /// stalled disk).
+    ///
+    /// # Errors
+    /// [`QueueError::Gone`] when the driver has shut down, [`QueueError::Busy`] when its queue is
+    /// full; nothing was queued.
+    pub fn queue_command(
+        &self,
+        server: &str,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Accepted, CommandError>>, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::Command {
+            server: server.to_owned(),
+            command,
+            reply,
+        };
+        match self.tx.try_send(request) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(QueueError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Gone),
+        }
     }
 
     /// Stops the driver. With `stop_servers`, every server is stopped first (SIGTERM, SIGKILL after

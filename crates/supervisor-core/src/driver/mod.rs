@@ -30,7 +30,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use self::executor::{Clock, Executor};
-pub use self::handle::{Gone, SupervisorHandle};
+pub use self::handle::{Gone, QueueError, SupervisorHandle};
 use self::lockfile::LockDir;
 use self::logs::{LogDir, Rotator};
 use crate::core::{Pid, ServerView, Supervisor};

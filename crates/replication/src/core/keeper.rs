@@ -167,9 +167,6 @@ pub struct Keeper {
     quick_deaths: u32,
     stopping: Option<Instant>,
     complete: bool,
-    /// When `on_timeout` or a heartbeat last reached the core: a gap of more than two heartbeats
-    /// means this process did not run, and the standby's silence is not its fault.
-    last_tick: Option<Instant>,
     next_heartbeat: Option<Instant>,
     actions: VecDeque<KeeperAction>,
     events: VecDeque<KeeperEvent>,
@@ -187,7 +184,6 @@ impl Keeper {
             quick_deaths: 0,
             stopping: None,
             complete: false,
-            last_tick: None,
             next_heartbeat: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -265,7 +261,6 @@ impl Keeper {
 
     /// An authenticated message came from standby `pid`.
     pub fn on_heard(&mut self, now: Instant, pid: Pid) {
-        self.last_tick = Some(now);
         if let Standby::Attached { pid: p, last_heard } = &mut self.standby {
             if *p == pid {
                 *last_heard = now;
@@ -353,10 +348,12 @@ impl Keeper {
             }
             return;
         }
+        // our own timer more than two heartbeats late: this process did not run, and the
+        // standby's silence is not its fault (the driver calls this at `next_deadline()`, with no
+        // input in between). A gap since the last input is no measure: an attach does not tick.
         let stalled = self
-            .last_tick
-            .is_some_and(|t| now.saturating_duration_since(t) > 2 * self.timing.heartbeat);
-        self.last_tick = Some(now);
+            .next_deadline()
+            .is_some_and(|due| now.saturating_duration_since(due) > 2 * self.timing.heartbeat);
         if stalled {
             if let Standby::Attached { last_heard, .. } = &mut self.standby {
                 // we did not run (stopped, frozen): the standby gets a whole timeout from now
@@ -585,6 +582,29 @@ mod tests {
         k.on_timeout(t0 + ms(10_500));
         assert_eq!(drain(&mut k), [KeeperAction::SendHeartbeat]);
         assert_eq!(k.view().state, StandbyState::Attached);
+    }
+
+    #[test]
+    fn a_silent_standby_attached_after_a_quiet_spell_is_replaced_a_timeout_after_it_attached() {
+        // the first standby dies; its replacement attaches 1.4 s later, then never speaks: no
+        // timer of the active was late, so nothing passes for a stall of the active
+        let t0 = t0();
+        let mut k = attached(t0, 10);
+        k.on_timeout(t0 + ms(505));
+        assert_eq!(drain(&mut k), [KeeperAction::SendHeartbeat]);
+        k.on_standby_exited(t0 + ms(600), 10, "killed by SIGKILL".into());
+        assert_eq!(drain(&mut k), [KeeperAction::SpawnStandby]);
+        k.on_spawned(t0 + ms(601), 11);
+        k.on_attach(t0 + ms(2000), 11).unwrap();
+        let mut killed = None;
+        while let Some(now) = k.next_deadline().filter(|&d| d <= t0 + ms(60_000)) {
+            k.on_timeout(now);
+            if drain(&mut k).contains(&KeeperAction::Kill { pid: 11 }) {
+                killed = Some(now);
+                break;
+            }
+        }
+        assert_eq!(killed, Some(t0 + ms(5000)));
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub enum WatcherEvent {
         pid: Pid,
     },
     /// This process itself did not run for longer than two heartbeats (SIGSTOP, a frozen VM or
-    /// container): the active's silence is not its fault; its timeout starts again.
+    /// container): its own timer fired that late. The active's silence is not its fault; its
+    /// timeout starts again.
     Stalled,
     /// The fence was sent a timeout ago and the lock has not come: the active is still there
     /// (ignoring SIGKILL as a namespace's PID 1, or stuck in the kernel). Fenced again.
@@ -106,9 +107,6 @@ pub struct Watcher {
     fence_retry: Option<Instant>,
     fenced: bool,
     unreachable_reported: bool,
-    /// When any input last reached the core: a gap of more than two heartbeats means this
-    /// process did not run (a heartbeat timer fires every heartbeat while connecting or linked).
-    last_input: Option<Instant>,
     actions: VecDeque<WatcherAction>,
     events: VecDeque<WatcherEvent>,
 }
@@ -126,15 +124,13 @@ impl Watcher {
             fence_retry: None,
             fenced: false,
             unreachable_reported: false,
-            last_input: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
 
     /// The standby started: connect.
-    pub fn on_start(&mut self, now: Instant) {
-        self.last_input = Some(now);
+    pub fn on_start(&mut self, _now: Instant) {
         self.actions.push_back(WatcherAction::Connect);
     }
 
@@ -144,7 +140,6 @@ impl Watcher {
         if self.state != State::Connecting {
             return;
         }
-        self.last_input = Some(now);
         if self.active.is_none() {
             self.actions.push_back(WatcherAction::AwaitLock);
         }
@@ -158,7 +153,6 @@ impl Watcher {
 
     /// A valid heartbeat (or any authenticated message) came from the active.
     pub fn on_heard(&mut self, now: Instant) {
-        self.last_input = Some(now);
         if self.state == State::Linked {
             self.last_heard = Some(now);
         }
@@ -183,8 +177,8 @@ impl Watcher {
             return;
         }
         self.state = State::Connecting;
-        // the heartbeat timer keeps ticking (sending nothing) while it reconnects: a reconnection
-        // that hangs in its handshake for the timeout must not pass for a stall of this process
+        // the heartbeat timer keeps ticking (sending nothing) while it reconnects, so that a freeze
+        // of this process shows as a late timer within two heartbeats (see `on_timeout`)
         self.next_connect = Some(now);
         self.events.push_back(WatcherEvent::LinkLost { reason });
     }
@@ -247,11 +241,19 @@ impl Watcher {
     }
 
     /// Sends due heartbeats, reconnects, and fences an active silent for the timeout.
+    ///
+    /// A call more than two heartbeats after the deadline it answers means this process did not
+    /// run ([`WatcherEvent::Stalled`]): the active gets a whole timeout from `now`. Only the
+    /// lateness of our own timer counts, never how long the active or the connection attempts
+    /// kept quiet: a silent active, a refused connection and a handshake that hangs (the active
+    /// stopped, its kernel still accepting) all leave the timers on time, so the active is fenced
+    /// a timeout after its last word.
     pub fn on_timeout(&mut self, now: Instant) {
+        // the driver sleeps until `next_deadline()` and calls this at once: no input came in
+        // between, so the deadline it answers is the one the state still gives
         let stalled = self
-            .last_input
-            .is_some_and(|t| now.saturating_duration_since(t) > 2 * self.timing.heartbeat);
-        self.last_input = Some(now);
+            .next_deadline()
+            .is_some_and(|due| now.saturating_duration_since(due) > 2 * self.timing.heartbeat);
         match self.state {
             State::Linked | State::Connecting => {
                 if stalled && self.last_heard.is_some() {
@@ -471,6 +473,174 @@ mod tests {
             !std::iter::from_fn(|| w.poll_event()).any(|e| e == WatcherEvent::Stalled),
             "not a stall"
         );
+    }
+
+    /// Plays the standby driver, on time, against an active that never answers again: every
+    /// `Connect` fails `attempt(n)` later (n = 0, 1, …): at once for a refused or reset
+    /// connection, after the whole timeout for a handshake that hangs (the active stopped, its
+    /// kernel still accepting). `on_timeout` runs at each deadline exactly, as the driver's
+    /// sleep does. Returns what the core asked for, with when, up to the fence or `until`.
+    fn against_a_silent_active(
+        w: &mut Watcher,
+        until: Instant,
+        attempt: impl Fn(usize) -> std::time::Duration,
+    ) -> Vec<(Instant, WatcherAction)> {
+        let mut asked = vec![];
+        let mut in_flight: Option<Instant> = None;
+        let mut attempts = 0;
+        loop {
+            let Some(now) = [w.next_deadline(), in_flight].into_iter().flatten().min() else {
+                return asked;
+            };
+            if now > until {
+                return asked;
+            }
+            if in_flight == Some(now) {
+                in_flight = None;
+                w.on_connect_failed(now, "no answer".into());
+            } else {
+                w.on_timeout(now);
+            }
+            for action in drain(w) {
+                if action == WatcherAction::Connect {
+                    assert!(in_flight.is_none(), "two connection attempts at once");
+                    in_flight = Some(now + attempt(attempts));
+                    attempts += 1;
+                }
+                let fence = matches!(action, WatcherAction::Fence { .. });
+                asked.push((now, action));
+                if fence {
+                    return asked;
+                }
+            }
+        }
+    }
+
+    fn events(w: &mut Watcher) -> Vec<WatcherEvent> {
+        std::iter::from_fn(|| w.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_hung_active_is_fenced_when_the_link_dropped_first_and_its_kernel_still_accepts() {
+        // issue 11 §4: the link drops (a reset); while the active still runs the first attempts
+        // are refused at once; then it is SIGSTOPped and every handshake hangs for the whole
+        // timeout. No input reaches the core while an attempt hangs, yet that is no stall of
+        // the standby: the active is fenced a timeout after its last heartbeat.
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_heard(t0 + ms(400));
+        w.on_link_lost(t0 + ms(450), "connection reset by peer".into());
+        let asked = against_a_silent_active(&mut w, t0 + ms(60_000), |n| {
+            if n < 2 { ms(1) } else { timing().timeout }
+        });
+        assert_eq!(
+            asked.last(),
+            Some(&(t0 + ms(3400), WatcherAction::Fence { pid: 42 })),
+            "{asked:?}"
+        );
+        assert!(
+            asked
+                .iter()
+                .all(|(_, a)| matches!(a, WatcherAction::Connect | WatcherAction::Fence { .. })),
+            "no heartbeat on a lost link: {asked:?}"
+        );
+        let events = events(&mut w);
+        assert!(!events.contains(&WatcherEvent::Stalled), "{events:?}");
+        assert!(events.contains(&WatcherEvent::Hung { pid: 42 }));
+    }
+
+    #[test]
+    fn an_active_whose_every_reconnection_hangs_is_fenced_however_long_each_attempt_lasts() {
+        let t = timing();
+        for hang in [
+            ms(1),
+            t.heartbeat,
+            2 * t.heartbeat + ms(1),
+            t.timeout - ms(1),
+            t.timeout,
+        ] {
+            let t0 = t0();
+            let mut w = linked(t0);
+            w.on_link_lost(t0 + ms(10), "closed by the peer".into());
+            let asked = against_a_silent_active(&mut w, t0 + ms(60_000), |_| hang);
+            assert_eq!(
+                asked.last(),
+                Some(&(t0 + t.timeout, WatcherAction::Fence { pid: 42 })),
+                "attempts hanging {hang:?}: {asked:?}"
+            );
+            assert!(!events(&mut w).contains(&WatcherEvent::Stalled));
+        }
+    }
+
+    #[test]
+    fn a_standby_frozen_while_it_reconnects_gives_the_active_a_fresh_timeout() {
+        // the standby itself is SIGSTOPped while a reconnection hangs: its timer fires 10 s late,
+        // which is its own stall, not the active's silence; the active is fenced only if it
+        // stays silent for a whole timeout after the standby runs again
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_link_lost(t0 + ms(100), "closed by the peer".into());
+        w.on_timeout(t0 + ms(100));
+        assert_eq!(drain(&mut w), [WatcherAction::Connect]);
+        let _ = events(&mut w);
+        w.on_timeout(t0 + ms(10_000));
+        assert_eq!(drain(&mut w), []);
+        assert_eq!(events(&mut w), [WatcherEvent::Stalled]);
+        // the attempt that hung through the freeze fails at last; the next ones hang too
+        w.on_connect_failed(t0 + ms(10_001), "handshake timed out".into());
+        let asked = against_a_silent_active(&mut w, t0 + ms(60_000), |_| timing().timeout);
+        assert_eq!(
+            asked.last(),
+            Some(&(t0 + ms(13_000), WatcherAction::Fence { pid: 42 })),
+            "{asked:?}"
+        );
+        assert!(!events(&mut w).contains(&WatcherEvent::Stalled));
+    }
+
+    #[test]
+    fn a_timer_late_by_less_than_two_heartbeats_is_no_stall() {
+        // a busy machine: the silence deadline fires a little late; the active is fenced
+        let t0 = t0();
+        let mut w = linked(t0);
+        w.on_link_lost(t0 + ms(10), "closed by the peer".into());
+        let _ = against_a_silent_active(&mut w, t0 + ms(2999), |_| timing().timeout);
+        w.on_timeout(t0 + ms(3999));
+        assert_eq!(drain(&mut w), [WatcherAction::Fence { pid: 42 }]);
+        assert!(!events(&mut w).contains(&WatcherEvent::Stalled));
+    }
+
+    proptest::proptest! {
+        /// However the link drops and however each reconnection to an active that never answers
+        /// again ends (refused at once, hung for up to the timeout), a standby whose timers run
+        /// on time fences it exactly a timeout after its last word, and never takes that for a
+        /// stall of its own.
+        #[test]
+        fn a_silent_active_is_fenced_a_timeout_after_its_last_word(
+            heard in 0u64..3000,
+            lost_after in 0u64..3000,
+            hangs in proptest::collection::vec(0u64..=3000, 1..40),
+        ) {
+            let t0 = t0();
+            let mut w = linked(t0);
+            for i in 1..=heard / 500 {
+                w.on_timeout(t0 + ms(500 * i));
+            }
+            w.on_heard(t0 + ms(heard));
+            let lost = t0 + ms(heard + lost_after);
+            // what fell due before the link dropped: heartbeats sent, or already the fence
+            let mut asked = against_a_silent_active(&mut w, lost, |_| ms(0));
+            if !asked.iter().any(|(_, a)| matches!(a, WatcherAction::Fence { .. })) {
+                w.on_link_lost(lost, "connection reset by peer".into());
+                asked = against_a_silent_active(&mut w, t0 + ms(60_000), |n| {
+                    ms(hangs[n % hangs.len()])
+                });
+            }
+            proptest::prop_assert_eq!(
+                asked.last(),
+                Some(&(t0 + ms(heard + 3000), WatcherAction::Fence { pid: 42 }))
+            );
+            proptest::prop_assert!(!events(&mut w).contains(&WatcherEvent::Stalled));
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod ha;
 mod need;
+pub mod nft;
 mod procs;
 
 pub use need::{Need, require, require_all};

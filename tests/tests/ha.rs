@@ -485,46 +485,19 @@ async fn a_node_back_from_an_ha_reset_leaves_the_servers_to_its_peer() {
     );
 }
 
-/// An nftables table dropping TCP to and from some ports (both directions of the HA link),
-/// removed on drop. Loopback traffic passes the output hook, so this cuts two daemons on one
-/// machine as a partition would: silently, no RST.
-struct Partition(String);
-
-impl Partition {
-    fn cut(ports: &[u16]) -> Self {
-        let table = format!("nm_ha_test_{}", std::process::id());
-        let set = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let script = format!(
-            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  \
-             tcp dport {{ {set} }} drop\n  tcp sport {{ {set} }} drop\n }}\n}}\n"
-        );
-        let mut child = std::process::Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("nft (checked by require)");
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "nft -f failed:\n{script}");
-        Self(table)
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .status();
-    }
+/// Drops TCP to and from some ports (both directions of the HA link) until dropped. Loopback
+/// traffic passes the output hook, so this cuts two daemons on one machine as a partition would:
+/// silently, no RST.
+fn cut(ports: &[u16]) -> nm_tests::nft::Table {
+    let set = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    nm_tests::nft::Table::output(
+        "nm_ha_test",
+        &format!("  tcp dport {{ {set} }} drop\n  tcp sport {{ {set} }} drop"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,7 +530,7 @@ async fn a_partition_ends_with_the_primary_fenced_and_the_servers_running_once()
     p.n1.running_pid("hadb").await;
     let daemon1 = p.n1.daemon_pid().unwrap();
 
-    let cut = Partition::cut(&p.ports);
+    let cut = cut(&p.ports);
     let r = wait_ha(&p.n2, "primary after the partition", |r| {
         r.report.local.status == Some(HaStatus::Primary) && !r.report.starting
     })

@@ -20,44 +20,13 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// (the lock, the previous active's exit, a daemon start) on a loaded machine.
 const MARGIN: Duration = Duration::from_secs(10);
 
-/// An nftables table answering every TCP packet sent to a port on loopback with a reset (loopback
-/// traffic passes the output hook), removed on drop, on failure too. A reset that comes back is
-/// dropped: `reject` never answers a reset.
-struct ResetPort(String);
-
-impl ResetPort {
-    fn on(port: u16) -> Self {
-        let table = format!("nm_standby_hang_{}_{port}", std::process::id());
-        let script = format!(
-            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  \
-             tcp dport {port} reject with tcp reset\n }}\n}}\n"
-        );
-        let mut child = std::process::Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("nft (checked by require)");
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        // from here the table may exist: the guard removes it whatever happens next
-        let guard = Self(table);
-        assert!(child.wait().unwrap().success(), "nft -f failed:\n{script}");
-        guard
-    }
-}
-
-impl Drop for ResetPort {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+/// Answers every TCP packet sent to `port` on loopback with a reset (a standby link that drops at
+/// once, not silently) until dropped; `reject` never answers a reset, so nothing loops.
+fn reset_port(port: u16) -> nm_tests::nft::Table {
+    nm_tests::nft::Table::output(
+        "nm_standby_hang",
+        &format!("  tcp dport {port} reject with tcp reset"),
+    )
 }
 
 fn logs(node: &Node) -> String {
@@ -102,7 +71,7 @@ async fn a_standby_fences_an_active_that_hangs_after_its_link_dropped_and_takes_
 
     // the link drops: the standby's next heartbeat is answered with a reset, and so is every
     // reconnection while the rule stands
-    let reset = ResetPort::on(port);
+    let reset = reset_port(port);
     wait_for("the standby to lose its link", || async {
         node.read_data("test_standby.log")
             .contains("lost the link to the active node manager")

@@ -1,7 +1,7 @@
 //! Crash recovery at daemon start (or at a takeover of the node manager pair), as one pure
 //! function: what was found for a server on disk and in `/proc` ([`Found`]), crossed with the
 //! node's policy ([`RecoveryPolicy`]), gives what becomes of it ([`Recovery`]). The driver only
-//! reads the lock file, the operator-stop marker and `/proc` to build the [`Found`], then carries
+//! reads the lock file, the stop marker and `/proc` to build the [`Found`], then carries
 //! the decision out: the file steps first, then [`Supervisor::on_recovered`](super::Supervisor::on_recovered)
 //! with [`Recovery::server`].
 //!
@@ -29,7 +29,7 @@
 pub struct Found {
     /// Its lock file, `servers/NAME.lock`, and the process it names.
     pub lock_file: LockFile,
-    /// Its operator-stop marker, `servers/NAME.stopped`.
+    /// Its stop marker, `servers/NAME.stopped`.
     pub stop_marker: StopMarker,
 }
 
@@ -173,7 +173,7 @@ pub struct Recovery {
     pub server: Recovered,
     /// What to do with its lock file (before `on_recovered`).
     pub lock_file: LockFileStep,
-    /// What to do with its operator-stop marker (before `on_recovered`).
+    /// What to do with its stop marker (before `on_recovered`).
     pub stop_marker: StopMarkerStep,
     /// Whether to kill what its dead leader left behind.
     pub leftovers: Leftovers,
@@ -257,7 +257,7 @@ pub enum LockFileStep {
     },
 }
 
-/// What to do with a server's operator-stop marker.
+/// What to do with a server's stop marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMarkerStep {
     /// Leave it (or its absence) as it is. A kept marker is removed at the server's next start.

@@ -122,7 +122,8 @@ pub enum Action {
     MarkIntent {
         /// The server.
         server: ServerName,
-        /// `false` once an operator stopped it or its restarts gave up.
+        /// `false` once an operator stopped it, its restarts gave up, or it exited with a success
+        /// code.
         meant_to_run: bool,
     },
     /// The server is down on purpose: record why in its marker `servers/NAME.stopped` (with

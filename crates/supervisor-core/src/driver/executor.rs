@@ -64,7 +64,7 @@ pub(super) struct Executor {
     pub(super) exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
     pub(super) probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
     pub(super) clock: Clock,
-    /// Lock files, intent marks and operator-stop markers are written here, in order.
+    /// Lock files, intent marks and stop markers are written here, in order.
     pub(super) writer: OrderedWriter,
 }
 
@@ -108,7 +108,7 @@ impl Executor {
                 if self.stop_marks.remove(server) {
                     let name = server.clone();
                     if let Err(e) = self.on_disk(move |locks| locks.clear_stopped(&name)).await {
-                        tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
+                        tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the stop marker");
                     }
                 }
                 core.on_spawned(now(), server, *generation, pid);

@@ -165,7 +165,7 @@ impl LockDir {
         }
     }
 
-    /// Removes the operator-stop marker of `server`. A missing marker is fine.
+    /// Removes the stop marker of `server`. A missing marker is fine.
     ///
     /// # Errors
     /// Any other I/O error.

@@ -5,7 +5,7 @@
 //! Exits are learned from the kernel: each process's pidfd is registered with tokio's reactor and
 //! becomes readable when the process exits (DESIGN §4.4: no polling of `/proc`).
 //!
-//! Lock files, intent marks and operator-stop markers are written (with their `fsync`s) by an
+//! Lock files, intent marks and stop markers are written (with their `fsync`s) by an
 //! [`OrderedWriter`] thread, in the order the driver submits them, and the driver's task awaits
 //! each before acting on it: a stalled disk holds the supervisor, never the runtime's thread
 //! that also carries the standby heartbeats and the HA link.
@@ -156,7 +156,7 @@ pub fn start(
     start_with_writer(config, writer)
 }
 
-/// [`start`], with lock files, intent marks and operator-stop markers written by `writer`: a
+/// [`start`], with lock files, intent marks and stop markers written by `writer`: a
 /// daemon can share one writer (one order) between its components, and a test can stall it
 /// ([`OrderedWriter::stall`]) as a disk that stops answering.
 ///

@@ -1,4 +1,4 @@
-//! Crash recovery at start, carried out: read each server's lock file, operator-stop marker and
+//! Crash recovery at start, carried out: read each server's lock file, stop marker and
 //! `/proc`, let the pure [`decide`] decide, then do what it says (docs/design.md §6).
 //!
 //! Its file steps (forgetting a lock file, clearing a marker) are queued on the ordered writer
@@ -121,7 +121,7 @@ fn recover_one(
             let cleared = exec.on_disk(move |locks| locks.clear_stopped(&n));
             tokio::spawn(async move {
                 if let Err(e) = cleared.await {
-                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
+                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the stop marker");
                 }
             });
         }

@@ -500,3 +500,15 @@ pub async fn raw_http(addr: &str, request: &str) -> String {
     }
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+impl Node {
+    /// Starts `WRAPPER… nm-daemon --config` and waits until it answers; the wrapper must exec
+    /// the daemon (e.g. `["env", "NM_TEST_BOOT_ID=two"]`), so the PID that answers is the one
+    /// spawned.
+    pub async fn start_daemon_under(&mut self, wrapper: &[&str]) {
+        self.spawn_daemon_under(wrapper);
+        let pid = i32::try_from(self.daemon_pid().expect("just spawned")).expect("a pid");
+        self.wait_status("the daemon to answer", |s| s.pid == pid)
+            .await;
+    }
+}

@@ -386,7 +386,8 @@ async fn sigterm_to_the_active_stops_the_pair_without_a_takeover() {
 }
 
 #[tokio::test]
-async fn a_server_an_operator_stopped_stays_stopped_across_a_takeover_but_not_a_daemon_start() {
+async fn a_server_an_operator_stopped_stays_stopped_across_a_takeover_and_a_daemon_start_in_the_same_boot()
+ {
     let (mut node, st) = start_pair(&pair_keys(), TWO).await;
     node.running_pid("a").await;
     let b = node.running_pid("b").await;
@@ -399,9 +400,13 @@ async fn a_server_an_operator_stopped_stays_stopped_across_a_takeover_but_not_a_
         .wait_server("a", "recovered", |s| s.state != St::Unknown)
         .await;
     assert_eq!((a.state, a.pid), (St::Shutdown, None), "{a:#?}");
-    assert!(a.reason.contains("stopped by an operator"), "{}", a.reason);
+    assert!(
+        a.reason.starts_with("stopped by operator at "),
+        "{}",
+        a.reason
+    );
     assert_eq!(node.server("b").await.pid, Some(b));
-    // a whole new daemon (after a shutdown) is a fresh start: auto_start decides again
+    // a whole new daemon (after a shutdown) in the same boot keeps the stop too
     let (code, out, err) = node.cli(&["shutdown"]);
     assert_eq!(code, 0, "{out}{err}");
     wait_for("the pair to exit", || async {
@@ -409,6 +414,17 @@ async fn a_server_an_operator_stopped_stays_stopped_across_a_takeover_but_not_a_
     })
     .await;
     node.start_daemon().await;
+    let again = node.server("a").await;
+    assert_eq!((again.state, &again.reason), (St::Shutdown, &a.reason));
+    // after a reboot (simulated for stop markers only) auto_start decides again
+    let (code, out, err) = node.cli(&["shutdown"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the pair to exit", || async {
+        daemons(&node).is_empty().then_some(())
+    })
+    .await;
+    node.start_daemon_under(&["env", "NM_TEST_BOOT_ID=rebooted"])
+        .await;
     node.running_pid("a").await;
     assert!(!node.data_dir.join("servers/a.stopped").exists());
 }

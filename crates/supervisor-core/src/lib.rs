@@ -10,9 +10,11 @@ pub mod os;
 pub mod spec;
 
 pub use crate::core::{
-    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, Recovered,
-    RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
+    Accepted, Action, Command, CommandError, DownCause, Event, Exit, Generation, Pid, ProbeResult,
+    Recovered, RestartDecision, RestartPolicy, ServerState, ServerView, Signal, Supervisor,
 };
 #[cfg(feature = "driver")]
 pub use crate::driver::{ServerStatus, Snapshot, SupervisorConfig, SupervisorHandle};
-pub use crate::spec::{Argv, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError};
+pub use crate::spec::{
+    Argv, AutoRestart, HealthSpec, LogSpec, Probe, ServerName, ServerSpec, SpecError,
+};

@@ -168,9 +168,19 @@ pub struct ServerSpec {
     /// Start when the daemon starts (WebLogic: servers under Node Manager control).
     #[serde(default = "yes")]
     pub auto_start: bool,
-    /// Restart after an unexpected exit (WebLogic `AutoRestart`, default on).
-    #[serde(default = "yes")]
-    pub auto_restart: bool,
+    /// When to restart the server after its process ended on its own (WebLogic `AutoRestart`):
+    /// `true` (the default) after a failure, `false` never, `"always"` after every exit.
+    #[serde(default)]
+    pub auto_restart: AutoRestart,
+    /// The exit codes that mean "stopped on purpose" (supervisord `exitcodes`, systemd
+    /// `SuccessExitStatus`; default `[0]`): a server that exits with one of them while it runs is
+    /// left `SHUTDOWN` and not restarted, unless `auto_restart = "always"`. A death by a signal
+    /// is never a success, and neither is any exit during `STARTING`.
+    #[serde(
+        default = "default_success_exit_codes",
+        deserialize_with = "de_exit_codes"
+    )]
+    pub success_exit_codes: Vec<u8>,
     /// Restarts allowed within `restart_interval` (WebLogic `RestartMax`, default 2).
     #[serde(default = "default_restart_max")]
     pub restart_max: u32,
@@ -215,7 +225,8 @@ impl ServerSpec {
             env: BTreeMap::new(),
             user: None,
             auto_start: true,
-            auto_restart: true,
+            auto_restart: AutoRestart::OnFailure,
+            success_exit_codes: default_success_exit_codes(),
             restart_max: default_restart_max(),
             restart_interval: default_restart_interval(),
             restart_delay: Duration::ZERO,
@@ -224,6 +235,66 @@ impl ServerSpec {
             health: None,
             log: LogSpec::default(),
         })
+    }
+}
+
+/// When nm restarts a server whose process ended on its own (`auto_restart` in `nm.toml`).
+///
+/// Written `true`, `false` or `"always"`: one key, so no pair of settings can contradict each
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AutoRestart {
+    /// `false`: never. A failure makes the server `FAILED_NOT_RESTARTABLE`; an exit with a
+    /// success code leaves it `SHUTDOWN`.
+    Off,
+    /// `true`, the default (WebLogic `AutoRestart`, systemd `Restart=on-failure`): after a
+    /// failure — an exit code outside `success_exit_codes`, a signal, a health kill — within the
+    /// restart budget. An exit with a success code leaves it `SHUTDOWN`.
+    #[default]
+    OnFailure,
+    /// `"always"` (systemd `Restart=always`): after every exit, success codes included, for
+    /// servers that must never stop. Every restart counts against `restart_max`, so a server
+    /// that exits at once does not loop.
+    Always,
+}
+
+impl AutoRestart {
+    /// Whether nm restarts after a failure (`true` or `"always"`).
+    #[must_use]
+    pub fn after_failure(self) -> bool {
+        self != Self::Off
+    }
+}
+
+impl Serialize for AutoRestart {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_bool(false),
+            Self::OnFailure => s.serialize_bool(true),
+            Self::Always => s.serialize_str("always"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AutoRestart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "auto_restart must be true (restart after a failure), false (never) or \"always\" (after every exit)",
+            )
+        };
+        match Raw::deserialize(d).map_err(|_| bad())? {
+            Raw::Bool(false) => Ok(Self::Off),
+            Raw::Bool(true) => Ok(Self::OnFailure),
+            Raw::Text(t) if t == "always" => Ok(Self::Always),
+            Raw::Text(_) => Err(bad()),
+        }
     }
 }
 
@@ -393,6 +464,9 @@ impl Default for LogSpec {
 fn yes() -> bool {
     true
 }
+fn default_success_exit_codes() -> Vec<u8> {
+    vec![0]
+}
 fn default_restart_max() -> u32 {
     2
 }
@@ -419,6 +493,24 @@ fn default_max_size() -> u64 {
 }
 fn default_keep() -> u32 {
     5
+}
+
+/// `success_exit_codes`: exit statuses 0 to 255, kept sorted without duplicates.
+fn de_exit_codes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let raw = Vec::<i64>::deserialize(d)?;
+    let mut codes = raw
+        .into_iter()
+        .map(|c| {
+            u8::try_from(c).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "success_exit_codes: {c} is not an exit status (0 to 255; a death by a signal is never a success)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<u8>, D::Error>>()?;
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
 }
 
 /// Sizes as a byte count (`1048576`) or text with a unit (`"10MiB"`, `"512k"`, `"1GB"`).
@@ -533,7 +625,9 @@ mod tests {
         assert_eq!(s.restart_max, 2);
         assert_eq!(s.restart_interval, Duration::from_secs(3600));
         assert_eq!(s.restart_delay, Duration::ZERO);
-        assert!(s.auto_restart && s.auto_start && !s.auto_kill_if_failed);
+        assert!(s.auto_start && !s.auto_kill_if_failed);
+        assert_eq!(s.auto_restart, AutoRestart::OnFailure);
+        assert_eq!(s.success_exit_codes, vec![0]);
         assert_eq!(s, ServerSpec::new("web", &["sleep", "9"]).unwrap());
     }
 
@@ -563,6 +657,51 @@ mod tests {
         );
         let err = parse("name = \"a\"\ncommand = [\"x\"]\nstop_timeout = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("bad duration"), "{err}");
+    }
+
+    #[test]
+    fn auto_restart_is_true_false_or_always_and_exit_codes_are_statuses() {
+        let with = |extra: &str| parse(&format!("name = \"a\"\ncommand = [\"x\"]\n{extra}\n"));
+        assert_eq!(
+            with("auto_restart = false").unwrap().auto_restart,
+            AutoRestart::Off
+        );
+        assert_eq!(
+            with("auto_restart = true").unwrap().auto_restart,
+            AutoRestart::OnFailure
+        );
+        assert_eq!(
+            with("auto_restart = \"always\"").unwrap().auto_restart,
+            AutoRestart::Always
+        );
+        let err = with("auto_restart = \"sometimes\"").unwrap_err();
+        assert!(
+            err.to_string().contains("\"always\"") && err.to_string().contains("line 3"),
+            "{err}"
+        );
+        let s = with("success_exit_codes = [3, 0, 3, 255]").unwrap();
+        assert_eq!(s.success_exit_codes, vec![0, 3, 255]);
+        assert!(
+            with("success_exit_codes = []")
+                .unwrap()
+                .success_exit_codes
+                .is_empty()
+        );
+        for bad in ["[256]", "[-1]"] {
+            let err = with(&format!("success_exit_codes = {bad}")).unwrap_err();
+            assert!(err.to_string().contains("not an exit status"), "{err}");
+        }
+        // what is written is read back the same
+        for v in [
+            AutoRestart::Off,
+            AutoRestart::OnFailure,
+            AutoRestart::Always,
+        ] {
+            let mut spec = ServerSpec::new("a", &["x"]).unwrap();
+            spec.auto_restart = v;
+            let text = toml::to_string(&spec).unwrap();
+            assert_eq!(parse(&text).unwrap(), spec, "{text}");
+        }
     }
 
     #[test]

@@ -16,17 +16,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use recovery::{
-    AutoStart, CrashRecovery, Down, Found, Leftovers, LockFile, LockFileStep, OperatorStops,
+    AutoStart, Boot, CrashRecovery, Down, Found, Leftovers, LockFile, LockFileStep, OperatorStops,
     Process, Recovered, Recovery, RecoveryPolicy, StopMarker, StopMarkerStep, decide,
 };
 pub use restart::{RestartDecision, RestartPolicy};
 pub use state::ServerState;
 pub use types::{
-    Accepted, Action, Command, CommandError, Event, Exit, Generation, Pid, ProbeResult, ServerView,
-    Signal,
+    Accepted, Action, Command, CommandError, DownCause, Event, Exit, Generation, Pid, ProbeResult,
+    ServerView, Signal,
 };
 
-use crate::spec::{ServerName, ServerSpec};
+use crate::spec::{AutoRestart, ServerName, ServerSpec};
 
 /// Timers a server can wait on, one at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,17 @@ enum Timer {
     StopKill,
     /// `health.start_timeout` is over without a good probe: the start failed.
     StartTimeout,
+}
+
+/// Who is stopping a server; decides what its stop leaves on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopBy {
+    /// An operator (`stop`, `kill`, `restart`): the stop is recorded and stands across daemon
+    /// restarts of the same boot.
+    Operator,
+    /// The node (`shutdown --stop-servers`): nothing is recorded; the next daemon start applies
+    /// `auto_start`.
+    Node,
 }
 
 /// Why the current process was started; decides what an exit during `STARTING` means.
@@ -66,6 +77,8 @@ struct Server {
     start_after_stop: bool,
     /// A failed start is being killed (start timeout).
     start_failed: bool,
+    /// Who the current stop (`SHUTTING_DOWN`) is by.
+    stop_by: StopBy,
     last_exit: Option<Exit>,
 }
 
@@ -86,7 +99,7 @@ impl Supervisor {
             .into_iter()
             .map(|spec| {
                 let policy = RestartPolicy::new(
-                    spec.auto_restart,
+                    spec.auto_restart.after_failure(),
                     spec.restart_max,
                     spec.restart_interval,
                     spec.restart_delay,
@@ -105,6 +118,7 @@ impl Supervisor {
                     health_failures: 0,
                     start_after_stop: false,
                     start_failed: false,
+                    stop_by: StopBy::Operator,
                     last_exit: None,
                     spec,
                 };
@@ -166,7 +180,7 @@ impl Supervisor {
                     &mut self.actions,
                     &mut self.events,
                     now,
-                    Signal::Term,
+                    (Signal::Term, StopBy::Operator),
                     &why,
                 );
             }
@@ -217,13 +231,13 @@ impl Supervisor {
                     &format!("{detail}; it was not meant to run"),
                 );
             }
-            Recovered::LeaveDown(Down::StoppedByOperator) => {
+            Recovered::LeaveDown(Down::Stopped { cause, at }) => {
                 Self::set_state(
                     s,
                     &mut self.events,
                     now,
                     ServerState::Shutdown,
-                    "stopped by an operator before the takeover",
+                    &cause.reason(at.as_deref()),
                 );
             }
             Recovered::Unknown { detail } => {
@@ -311,7 +325,7 @@ impl Supervisor {
                         actions,
                         events,
                         now,
-                        signal,
+                        (signal, StopBy::Operator),
                         &format!("operator {}", command.as_str()),
                     );
                     Ok(Accepted::Changed)
@@ -319,15 +333,16 @@ impl Supervisor {
                     Ok(Accepted::AlreadyDone)
                 } else {
                     s.timer = None;
-                    actions.push_back(Action::RemoveLock {
+                    actions.push_back(Action::RecordDown {
                         server: name.clone(),
+                        cause: DownCause::Operator,
                     });
                     Self::set_state(
                         s,
                         events,
                         now,
                         St::Shutdown,
-                        &format!("operator {}", command.as_str()),
+                        &DownCause::Operator.reason(None),
                     );
                     Ok(Accepted::Changed)
                 }
@@ -337,7 +352,14 @@ impl Supervisor {
                     // already stopping: start once it is down, without re-arming the SIGKILL
                     s.start_after_stop = true;
                 } else if s.state.has_process() {
-                    Self::stop(s, actions, events, now, Signal::Term, "operator restart");
+                    Self::stop(
+                        s,
+                        actions,
+                        events,
+                        now,
+                        (Signal::Term, StopBy::Operator),
+                        "operator restart",
+                    );
                     s.start_after_stop = true;
                 } else {
                     Self::operator_start(s, actions, events, now, "operator restart");
@@ -427,6 +449,25 @@ impl Supervisor {
         s.next_probe = None;
         s.probe_in_flight = false;
         let (actions, events) = (&mut self.actions, &mut self.events);
+        if let (ServerState::Running | ServerState::Suspended | ServerState::Failed, Some(cause)) =
+            (s.state, Self::stopped_on_purpose(s, exit))
+        {
+            // the WebLogic Node Manager "determines from the … process exit code" whether a
+            // server needs a restart: this one stopped itself. Not counted, not restarted, and
+            // recorded so that a daemon restart does not start it again (not meant to run
+            // first: a crash between the two writes still leaves it down)
+            s.timer = None;
+            actions.push_back(Action::MarkIntent {
+                server: server.clone(),
+                meant_to_run: false,
+            });
+            actions.push_back(Action::RecordDown {
+                server: server.clone(),
+                cause,
+            });
+            Self::set_state(s, events, now, ServerState::Shutdown, &cause.reason(None));
+            return;
+        }
         match s.state {
             ServerState::ShuttingDown => {
                 s.timer = None;
@@ -440,17 +481,20 @@ impl Supervisor {
                         &format!("stopped ({exit})"),
                     );
                     Self::operator_start(s, actions, events, now, "operator restart");
+                } else if s.stop_by == StopBy::Operator {
+                    actions.push_back(Action::RecordDown {
+                        server: server.clone(),
+                        cause: DownCause::Operator,
+                    });
+                    // the time is added once the stop is recorded (on_down_recorded)
+                    let why = format!("{} ({exit})", DownCause::Operator.reason(None));
+                    Self::set_state(s, events, now, ServerState::Shutdown, &why);
                 } else {
                     actions.push_back(Action::RemoveLock {
                         server: server.clone(),
                     });
-                    Self::set_state(
-                        s,
-                        events,
-                        now,
-                        ServerState::Shutdown,
-                        &format!("stopped ({exit})"),
-                    );
+                    let why = format!("stopped with the node ({exit})");
+                    Self::set_state(s, events, now, ServerState::Shutdown, &why);
                 }
             }
             ServerState::Starting if s.start_kind == StartKind::Fresh => {
@@ -471,6 +515,59 @@ impl Supervisor {
                 Self::after_crash(s, actions, events, now);
             }
         }
+    }
+
+    /// The executor recorded that `server` is down on purpose ([`Action::RecordDown`]), at
+    /// `at` (wall clock, RFC 3339): its reason now says when. Ignored unless it is still
+    /// `SHUTDOWN`.
+    pub fn on_down_recorded(&mut self, server: &ServerName, cause: DownCause, at: &str) {
+        if let Some(s) = self.servers.get_mut(server)
+            && s.state == ServerState::Shutdown
+        {
+            s.reason = cause.reason(Some(at));
+        }
+    }
+
+    /// The node is stopping with its servers (`shutdown --stop-servers`): every server with a
+    /// process gets SIGTERM (SIGKILL after its `stop_timeout`) and a pending restart is dropped.
+    /// This is no operator stop: nothing is recorded, so the next daemon start applies
+    /// `auto_start`. A stop already under way is left to finish as it began. Returns the servers
+    /// it stops, by name.
+    pub fn on_node_stop(&mut self, now: Instant) -> Vec<ServerName> {
+        let mut stopped = vec![];
+        for (name, s) in &mut self.servers {
+            let (actions, events) = (&mut self.actions, &mut self.events);
+            match s.state {
+                ServerState::ShuttingDown => s.start_after_stop = false,
+                st if st.has_process() => {
+                    s.start_after_stop = false;
+                    Self::stop(
+                        s,
+                        actions,
+                        events,
+                        now,
+                        (Signal::Term, StopBy::Node),
+                        "stopping with the node",
+                    );
+                }
+                ServerState::FailedRestarting => {
+                    s.timer = None;
+                    actions.push_back(Action::RemoveLock {
+                        server: name.clone(),
+                    });
+                    Self::set_state(
+                        s,
+                        events,
+                        now,
+                        ServerState::Shutdown,
+                        "stopped with the node",
+                    );
+                }
+                _ => continue,
+            }
+            stopped.push(name.clone());
+        }
+        stopped
     }
 
     /// A health probe of `generation` finished.
@@ -738,19 +835,25 @@ impl Supervisor {
         Self::spawn(s, actions, events, now, StartKind::Fresh, why);
     }
 
+    /// `SHUTTING_DOWN` by `signal`. An operator's stop is marked not meant to run first (a daemon
+    /// that dies meanwhile finishes it); a node stop is not (a daemon that dies meanwhile did not
+    /// stop the node: the next one recovers what was running).
     fn stop(
         s: &mut Server,
         actions: &mut VecDeque<Action>,
         events: &mut VecDeque<Event>,
         now: Instant,
-        signal: Signal,
+        (signal, by): (Signal, StopBy),
         why: &str,
     ) {
         let server = s.spec.name.clone();
-        actions.push_back(Action::MarkIntent {
-            server: server.clone(),
-            meant_to_run: false,
-        });
+        s.stop_by = by;
+        if by == StopBy::Operator {
+            actions.push_back(Action::MarkIntent {
+                server: server.clone(),
+                meant_to_run: false,
+            });
+        }
         if s.state == ServerState::Suspended && signal == Signal::Term {
             // a stopped process cannot act on SIGTERM until it is continued
             actions.push_back(Action::Signal {
@@ -819,6 +922,21 @@ impl Supervisor {
             meant_to_run: false,
         });
         Self::set_state(s, events, now, ServerState::FailedNotRestartable, why);
+    }
+
+    /// Whether `exit` of a running server is a stop on purpose: a code of its
+    /// `success_exit_codes`, unless `auto_restart = "always"`. A signal or an unknown status
+    /// (an adopted process) never is.
+    fn stopped_on_purpose(s: &Server, exit: Exit) -> Option<DownCause> {
+        match exit {
+            Exit::Code(code)
+                if s.spec.auto_restart != AutoRestart::Always
+                    && u8::try_from(code).is_ok_and(|c| s.spec.success_exit_codes.contains(&c)) =>
+            {
+                Some(DownCause::Exited { code })
+            }
+            _ => None,
+        }
     }
 
     fn schedule_probe(s: &mut Server, now: Instant) {

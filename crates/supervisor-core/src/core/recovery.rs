@@ -1,7 +1,7 @@
 //! Crash recovery at daemon start (or at a takeover of the node manager pair), as one pure
 //! function: what was found for a server on disk and in `/proc` ([`Found`]), crossed with the
 //! node's policy ([`RecoveryPolicy`]), gives what becomes of it ([`Recovery`]). The driver only
-//! reads the lock file, the operator-stop marker and `/proc` to build the [`Found`], then carries
+//! reads the lock file, the stop marker and `/proc` to build the [`Found`], then carries
 //! the decision out: the file steps first, then [`Supervisor::on_recovered`](super::Supervisor::on_recovered)
 //! with [`Recovery::server`].
 //!
@@ -18,16 +18,18 @@
 //!    `FAILED_NOT_RESTARTABLE` if not; without crash recovery (off, or its start decided
 //!    elsewhere: the HA-managed servers) its lock file is forgotten and `auto_start` decides.
 //!    Processes still carrying its start's token (same boot) are killed either way.
-//! 4. **No lock file:** an operator's stop marker, where operator stops are kept (a takeover),
-//!    leaves it `SHUTDOWN`; otherwise `auto_start` decides.
-//! 5. **An operator-stop marker** is cleared unless rule 4 kept the server down by it.
+//! 4. **No lock file:** a stop marker (an operator's stop, or an exit with a success code) of
+//!    this boot leaves it `SHUTDOWN`, whatever `auto_start` says; so does any marker where
+//!    operator stops are always kept (a takeover). Otherwise, after a reboot or without a
+//!    marker, `auto_start` decides.
+//! 5. **A stop marker** is cleared unless rule 4 kept the server down by it.
 
 /// What the driver found for one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     /// Its lock file, `servers/NAME.lock`, and the process it names.
     pub lock_file: LockFile,
-    /// Its operator-stop marker, `servers/NAME.stopped`.
+    /// Its stop marker, `servers/NAME.stopped`.
     pub stop_marker: StopMarker,
 }
 
@@ -83,13 +85,43 @@ pub enum Process {
     },
 }
 
-/// Whether an operator-stop marker was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a stop marker was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopMarker {
     /// No marker.
     Absent,
-    /// `servers/NAME.stopped` exists: an operator stopped the server and has not started it since.
-    Present,
+    /// `servers/NAME.stopped` exists: the server went down on purpose (an operator's stop, or
+    /// an exit with a success code) and no one has started it since.
+    Present {
+        /// Why it is down.
+        cause: super::DownCause,
+        /// When, RFC 3339 (`None`: a marker of an older nm, or unreadable).
+        at: Option<String>,
+        /// The boot it was recorded in.
+        boot: Boot,
+    },
+}
+
+impl StopMarker {
+    /// A marker that says nothing but its presence (written by an older nm, or unreadable): an
+    /// operator's stop of no known boot.
+    #[must_use]
+    pub fn unknown() -> Self {
+        Self::Present {
+            cause: super::DownCause::Operator,
+            at: None,
+            boot: Boot::Other,
+        }
+    }
+}
+
+/// The boot a stop marker was recorded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// This boot: the stop stands.
+    This,
+    /// Another boot, or not known (a marker of an older nm, or unreadable): as after a reboot.
+    Other,
 }
 
 /// The policy recovery applies to one server.
@@ -124,13 +156,14 @@ pub enum CrashRecovery {
     DecidedElsewhere,
 }
 
-/// Whether operator stops are kept (their `servers/NAME.stopped` marker).
+/// Which stop markers (`servers/NAME.stopped`) keep their server down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperatorStops {
-    /// At a takeover: the node manager pair is one node manager, an operator's stop stands.
+    /// At a takeover: the node manager pair is one node manager, every marker stands.
     Keep,
-    /// At a daemon start: markers are dropped and `auto_start` decides, as after a reboot.
-    Forget,
+    /// At a daemon start: markers of this boot stand (systemd does not start a stopped unit
+    /// on `daemon-reexec` either); those of another boot are dropped and `auto_start` decides.
+    ThisBoot,
 }
 
 /// What becomes of one server.
@@ -140,7 +173,7 @@ pub struct Recovery {
     pub server: Recovered,
     /// What to do with its lock file (before `on_recovered`).
     pub lock_file: LockFileStep,
-    /// What to do with its operator-stop marker (before `on_recovered`).
+    /// What to do with its stop marker (before `on_recovered`).
     pub stop_marker: StopMarkerStep,
     /// Whether to kill what its dead leader left behind.
     pub leftovers: Leftovers,
@@ -193,8 +226,14 @@ pub enum Recovered {
 pub enum Down {
     /// `SHUTDOWN`: `auto_start = false`.
     NotAutoStarted,
-    /// `SHUTDOWN`: an operator's stop stands (kept across a takeover).
-    StoppedByOperator,
+    /// `SHUTDOWN`: a stop on purpose stands (an operator's stop, or an exit with a success
+    /// code, in this boot or before a takeover).
+    Stopped {
+        /// Why it is down.
+        cause: super::DownCause,
+        /// When, RFC 3339, if known.
+        at: Option<String>,
+    },
     /// `FAILED_NOT_RESTARTABLE`: its process is gone and it was not meant to run (its restarts
     /// gave up): it stays given up until an operator starts it; its lock file stays.
     NotMeantToRun {
@@ -218,12 +257,12 @@ pub enum LockFileStep {
     },
 }
 
-/// What to do with a server's operator-stop marker.
+/// What to do with a server's stop marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMarkerStep {
     /// Leave it (or its absence) as it is. A kept marker is removed at the server's next start.
     Keep,
-    /// Remove it: the stop is over (the server ran after it, or operator stops are forgotten).
+    /// Remove it: the stop is over (the server ran after it, or it is of another boot).
     Clear,
 }
 
@@ -244,9 +283,14 @@ pub fn decide(found: Found, policy: RecoveryPolicy) -> Recovery {
     let mut lock_file = LockFileStep::Keep;
     let server = match found.lock_file {
         // rule 4
-        LockFile::Missing => match (found.stop_marker, policy.operator_stops) {
-            (StopMarker::Present, OperatorStops::Keep) => {
-                Recovered::LeaveDown(Down::StoppedByOperator)
+        LockFile::Missing => match &found.stop_marker {
+            StopMarker::Present { cause, at, boot }
+                if *boot == Boot::This || policy.operator_stops == OperatorStops::Keep =>
+            {
+                Recovered::LeaveDown(Down::Stopped {
+                    cause: *cause,
+                    at: at.clone(),
+                })
             }
             _ => by_auto_start(policy),
         },
@@ -292,11 +336,11 @@ pub fn decide(found: Found, policy: RecoveryPolicy) -> Recovery {
         }
     };
     // rule 5
-    let stop_marker = match (found.stop_marker, &server) {
-        (StopMarker::Present, Recovered::LeaveDown(Down::StoppedByOperator)) => {
+    let stop_marker = match (&found.stop_marker, &server) {
+        (StopMarker::Present { .. }, Recovered::LeaveDown(Down::Stopped { .. })) => {
             StopMarkerStep::Keep
         }
-        (StopMarker::Present, _) => StopMarkerStep::Clear,
+        (StopMarker::Present { .. }, _) => StopMarkerStep::Clear,
         (StopMarker::Absent, _) => StopMarkerStep::Keep,
     };
     Recovery {
@@ -347,11 +391,37 @@ fn died(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::DownCause;
 
     use AutoStart as A;
     use CrashRecovery as C;
     use OperatorStops as O;
-    use StopMarker::{Absent, Present};
+    use StopMarker::Absent;
+
+    const AT: &str = "2026-12-02T06:27:22.028Z";
+    /// An operator's stop of this boot.
+    fn mine() -> StopMarker {
+        marker(DownCause::Operator, Boot::This)
+    }
+    /// An operator's stop of another boot.
+    fn old() -> StopMarker {
+        marker(DownCause::Operator, Boot::Other)
+    }
+    /// An exit with a success code, this boot.
+    fn exited() -> StopMarker {
+        marker(DownCause::Exited { code: 0 }, Boot::This)
+    }
+    /// A marker of an older nm (no boot, no time).
+    fn legacy() -> StopMarker {
+        StopMarker::unknown()
+    }
+    fn marker(cause: DownCause, boot: Boot) -> StopMarker {
+        StopMarker::Present {
+            cause,
+            at: Some(AT.into()),
+            boot,
+        }
+    }
 
     fn policy(
         auto_start: AutoStart,
@@ -435,6 +505,12 @@ mod tests {
             restart_count: 3,
             detail: detail.into(),
         };
+        let stopped = |cause| {
+            R::LeaveDown(Down::Stopped {
+                cause,
+                at: Some(AT.into()),
+            })
+        };
         let unknown = |detail: &str| R::Unknown {
             detail: detail.into(),
         };
@@ -450,67 +526,75 @@ mod tests {
         #[rustfmt::skip]
         let table: Vec<(&str, LockFile, StopMarker, RecoveryPolicy, Recovery)> = vec![
             // 1. no lock file: auto_start decides, unless a kept operator stop stands
-            ("no lock file, auto_start", LockFile::Missing, Absent, policy(A::On, C::On, O::Forget),
+            ("no lock file, auto_start", LockFile::Missing, Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(R::StartFresh, KeepLock, Keep, NoKill)),
             ("no lock file, no auto_start", LockFile::Missing, Absent, policy(A::Off, C::On, O::Keep),
                 plan(R::LeaveDown(Down::NotAutoStarted), KeepLock, Keep, NoKill)),
-            ("a kept operator stop wins over auto_start", LockFile::Missing, Present, policy(A::On, C::On, O::Keep),
-                plan(R::LeaveDown(Down::StoppedByOperator), KeepLock, Keep, NoKill)),
-            ("a daemon start forgets operator stops", LockFile::Missing, Present, policy(A::On, C::On, O::Forget),
+            ("a takeover keeps any operator stop over auto_start", LockFile::Missing, old(), policy(A::On, C::On, O::Keep),
+                plan(stopped(DownCause::Operator), KeepLock, Keep, NoKill)),
+            ("a daemon start keeps an operator stop of this boot over auto_start", LockFile::Missing, mine(), policy(A::On, C::On, O::ThisBoot),
+                plan(stopped(DownCause::Operator), KeepLock, Keep, NoKill)),
+            ("a daemon start keeps a success exit of this boot down", LockFile::Missing, exited(), policy(A::On, C::Off, O::ThisBoot),
+                plan(stopped(DownCause::Exited { code: 0 }), KeepLock, Keep, NoKill)),
+            ("after a reboot auto_start decides", LockFile::Missing, old(), policy(A::On, C::On, O::ThisBoot),
                 plan(R::StartFresh, KeepLock, Clear, NoKill)),
-            ("a forgotten operator stop, no auto_start", LockFile::Missing, Present, policy(A::Off, C::Off, O::Forget),
+            ("a marker of an older nm is of no known boot", LockFile::Missing, legacy(), policy(A::On, C::On, O::ThisBoot),
+                plan(R::StartFresh, KeepLock, Clear, NoKill)),
+            ("a marker of an older nm at a takeover", LockFile::Missing, legacy(), policy(A::On, C::On, O::Keep),
+                plan(R::LeaveDown(Down::Stopped { cause: DownCause::Operator, at: None }), KeepLock, Keep, NoKill)),
+            ("a stop of another boot, no auto_start", LockFile::Missing, old(), policy(A::Off, C::Off, O::ThisBoot),
                 plan(R::LeaveDown(Down::NotAutoStarted), KeepLock, Clear, NoKill)),
             // 2. unreadable: UNKNOWN whatever the policy, the lock file stays
-            ("unreadable", unreadable(), Absent, policy(A::On, C::On, O::Forget),
+            ("unreadable", unreadable(), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(unknown("lock file is empty"), KeepLock, Keep, NoKill)),
-            ("unreadable, crash recovery off", unreadable(), Present, policy(A::On, C::Off, O::Keep),
+            ("unreadable, crash recovery off", unreadable(), mine(), policy(A::On, C::Off, O::Keep),
                 plan(unknown("lock file is empty"), KeepLock, Clear, NoKill)),
             // 4. the identity check: live → adopted, whatever the policy
-            ("live", read(true, live(false)), Absent, policy(A::Off, C::On, O::Forget),
+            ("live", read(true, live(false)), Absent, policy(A::Off, C::On, O::ThisBoot),
                 plan(adopt(false), KeepLock, Keep, NoKill)),
-            ("live and stopped", read(true, live(true)), Absent, policy(A::On, C::On, O::Forget),
+            ("live and stopped", read(true, live(true)), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(adopt(true), KeepLock, Keep, NoKill)),
-            ("live, crash recovery off: adopted all the same", read(true, live(false)), Absent, policy(A::On, C::Off, O::Forget),
+            ("live, crash recovery off: adopted all the same", read(true, live(false)), Absent, policy(A::On, C::Off, O::ThisBoot),
                 plan(adopt(false), KeepLock, Keep, NoKill)),
             ("live, HA-managed: adopted all the same", read(true, live(false)), Absent, policy(A::Off, C::DecidedElsewhere, O::Keep),
                 plan(adopt(false), KeepLock, Keep, NoKill)),
-            ("live beside an old marker: the lock file wins", read(true, live(false)), Present, policy(A::On, C::On, O::Keep),
+            ("live beside an old marker: the lock file wins", read(true, live(false)), mine(), policy(A::On, C::On, O::Keep),
                 plan(adopt(false), KeepLock, Clear, NoKill)),
             // 6. live but not meant to run: the interrupted stop is finished
-            ("an interrupted stop", read(false, live(false)), Absent, policy(A::On, C::On, O::Forget),
+            ("an interrupted stop", read(false, live(false)), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(R::FinishStop { pid: 42, suspended: false, restart_count: 3 }, KeepLock, Keep, NoKill)),
             ("an interrupted stop of a suspended server", read(false, live(true)), Absent, policy(A::Off, C::Off, O::Keep),
                 plan(R::FinishStop { pid: 42, suspended: true, restart_count: 3 }, KeepLock, Keep, NoKill)),
             // 4. same start time and group, another token: UNKNOWN
-            ("token mismatch", read(true, unsure()), Absent, policy(A::On, C::On, O::Forget),
+            ("token mismatch", read(true, unsure()), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(unknown("another NM_SERVER_TOKEN"), KeepLock, Keep, NoKill)),
-            ("token mismatch, crash recovery off", read(false, unsure()), Absent, policy(A::On, C::Off, O::Forget),
+            ("token mismatch, crash recovery off", read(false, unsure()), Absent, policy(A::On, C::Off, O::ThisBoot),
                 plan(unknown("another NM_SERVER_TOKEN"), KeepLock, Keep, NoKill)),
             // 5. gone and meant to run → restarted (counted); not meant → given up, lock file kept
-            ("dead", read(true, dead()), Absent, policy(A::Off, C::On, O::Forget),
+            ("dead", read(true, dead()), Absent, policy(A::Off, C::On, O::ThisBoot),
                 plan(restart(not_running), KeepLock, Keep, KillByToken)),
-            ("a stranger under its pid", read(true, stranger()), Absent, policy(A::On, C::On, O::Forget),
+            ("a stranger under its pid", read(true, stranger()), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(restart(another), KeepLock, Keep, KillByToken)),
-            ("another boot: nothing of it can be left", read(true, other_boot()), Absent, policy(A::On, C::On, O::Forget),
+            ("another boot: nothing of it can be left", read(true, other_boot()), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(restart(before), KeepLock, Keep, NoKill)),
-            ("dead and given up", read(false, dead()), Absent, policy(A::On, C::On, O::Forget),
+            ("dead and given up", read(false, dead()), Absent, policy(A::On, C::On, O::ThisBoot),
                 plan(R::LeaveDown(Down::NotMeantToRun { restart_count: 3, detail: not_running.into() }), KeepLock, Keep, KillByToken)),
             ("another boot and given up", read(false, other_boot()), Absent, policy(A::On, C::On, O::Keep),
                 plan(R::LeaveDown(Down::NotMeantToRun { restart_count: 3, detail: before.into() }), KeepLock, Keep, NoKill)),
-            ("dead beside an old marker: restarted, the marker cleared", read(true, dead()), Present, policy(A::On, C::On, O::Keep),
+            ("dead beside an old marker: restarted, the marker cleared", read(true, dead()), mine(), policy(A::On, C::On, O::Keep),
                 plan(restart(not_running), KeepLock, Clear, KillByToken)),
             // crash_recovery = false, or decided elsewhere: forgotten, auto_start decides
-            ("dead, crash recovery off, auto_start", read(true, dead()), Absent, policy(A::On, C::Off, O::Forget),
+            ("dead, crash recovery off, auto_start", read(true, dead()), Absent, policy(A::On, C::Off, O::ThisBoot),
                 plan(R::StartFresh, forget(not_running, off), Keep, KillByToken)),
-            ("dead, crash recovery off, no auto_start", read(true, stranger()), Absent, policy(A::Off, C::Off, O::Forget),
+            ("dead, crash recovery off, no auto_start", read(true, stranger()), Absent, policy(A::Off, C::Off, O::ThisBoot),
                 plan(R::LeaveDown(Down::NotAutoStarted), forget(another, off), Keep, KillByToken)),
-            ("given up, crash recovery off: auto_start decides", read(false, other_boot()), Absent, policy(A::On, C::Off, O::Forget),
+            ("given up, crash recovery off: auto_start decides", read(false, other_boot()), Absent, policy(A::On, C::Off, O::ThisBoot),
                 plan(R::StartFresh, forget(before, off), Keep, NoKill)),
             ("dead, HA-managed", read(true, dead()), Absent, policy(A::Off, C::DecidedElsewhere, O::Keep),
                 plan(R::LeaveDown(Down::NotAutoStarted), forget(not_running, ha), Keep, KillByToken)),
-            ("dead, HA-managed, auto_start", read(true, other_boot()), Absent, policy(A::On, C::DecidedElsewhere, O::Forget),
+            ("dead, HA-managed, auto_start", read(true, other_boot()), Absent, policy(A::On, C::DecidedElsewhere, O::ThisBoot),
                 plan(R::StartFresh, forget(before, ha), Keep, NoKill)),
-            ("a kept marker does not hold a server that ran after it", read(true, dead()), Present, policy(A::On, C::Off, O::Keep),
+            ("a kept marker does not hold a server that ran after it", read(true, dead()), mine(), policy(A::On, C::Off, O::Keep),
                 plan(R::StartFresh, forget(not_running, off), Clear, KillByToken)),
         ];
         for (row, lock_file, stop_marker, policy, want) in table {
@@ -543,7 +627,7 @@ mod tests {
         let mut all = vec![];
         for a in [A::On, A::Off] {
             for c in [C::On, C::Off, C::DecidedElsewhere] {
-                for o in [O::Keep, O::Forget] {
+                for o in [O::Keep, O::ThisBoot] {
                     all.push(policy(a, c, o));
                 }
             }
@@ -554,11 +638,11 @@ mod tests {
     #[test]
     fn a_live_process_is_never_started_beside_and_an_untrusted_one_never_touched() {
         for lock_file in every_finding() {
-            for stop_marker in [Absent, Present] {
+            for stop_marker in [Absent, mine(), old(), exited(), legacy()] {
                 for p in every_policy() {
                     let found = Found {
                         lock_file: lock_file.clone(),
-                        stop_marker,
+                        stop_marker: stop_marker.clone(),
                     };
                     let d = decide(found, p);
                     let case = format!("{lock_file:?} {stop_marker:?} {p:?} -> {d:?}");
@@ -601,19 +685,39 @@ mod tests {
                         assert_ne!(p.crash_recovery, C::On, "{case}");
                     }
                     // a marker is cleared exactly when it does not keep the server down
-                    let kept_down = d.server == Recovered::LeaveDown(Down::StoppedByOperator);
-                    let want = if stop_marker == Present && !kept_down {
+                    let kept_down = matches!(d.server, Recovered::LeaveDown(Down::Stopped { .. }));
+                    let want = if stop_marker != Absent && !kept_down {
                         StopMarkerStep::Clear
                     } else {
                         StopMarkerStep::Keep
                     };
                     assert_eq!(d.stop_marker, want, "{case}");
+                    // a stop stands without a lock file, in its boot or at a takeover
                     if kept_down {
-                        assert_eq!(
-                            (&lock_file, p.operator_stops),
-                            (&LockFile::Missing, O::Keep),
+                        assert_eq!(lock_file, LockFile::Missing, "{case}");
+                        assert!(
+                            p.operator_stops == O::Keep
+                                || matches!(
+                                    stop_marker,
+                                    StopMarker::Present {
+                                        boot: Boot::This,
+                                        ..
+                                    }
+                                ),
                             "{case}"
                         );
+                    }
+                    // and at a daemon start, one of this boot always stands
+                    if lock_file == LockFile::Missing
+                        && matches!(
+                            stop_marker,
+                            StopMarker::Present {
+                                boot: Boot::This,
+                                ..
+                            }
+                        )
+                    {
+                        assert!(kept_down, "{case}");
                     }
                 }
             }

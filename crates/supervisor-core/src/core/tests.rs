@@ -3,7 +3,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::spec::{HealthSpec, Probe};
+use crate::spec::{AutoRestart, HealthSpec, Probe};
 
 #[allow(clippy::disallowed_methods)] // the tests' fixed origin; all later times are offsets
 fn t0() -> Instant {
@@ -53,6 +53,10 @@ fn state(sup: &Supervisor) -> ServerState {
 fn generation(sup: &Supervisor) -> Generation {
     sup.server(&name("web")).unwrap().generation
 }
+fn reason(sup: &Supervisor) -> String {
+    sup.server(&name("web")).unwrap().reason
+}
+const AT: &str = "2026-12-02T06:27:22.028Z";
 fn spawns(actions: &[Action]) -> usize {
     actions
         .iter()
@@ -80,13 +84,14 @@ fn auto_start_off_leaves_it_shutdown() {
 fn an_operator_stop_kept_across_a_takeover_wins_over_auto_start() {
     let t0 = t0();
     let mut sup = Supervisor::new(t0, [spec(|s| s.auto_start = true)]);
-    sup.on_recovered(
-        t0,
-        &name("web"),
-        Recovered::LeaveDown(Down::StoppedByOperator),
-    );
+    let stopped = Down::Stopped {
+        cause: DownCause::Operator,
+        at: Some(AT.into()),
+    };
+    sup.on_recovered(t0, &name("web"), Recovered::LeaveDown(stopped));
     assert!(drain(&mut sup).is_empty());
     assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), format!("stopped by operator at {AT}"));
     // the operator may start it again
     assert_eq!(
         sup.on_command(t0 + secs(1), "web", Command::Start),
@@ -149,9 +154,14 @@ fn the_budget_spent_makes_it_failed_not_restartable() {
 #[test]
 fn auto_restart_off_never_restarts() {
     let t0 = t0();
-    let (mut sup, g) = started(t0, spec(|s| s.auto_restart = false));
-    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Code(0));
+    let (mut sup, g) = started(t0, spec(|s| s.auto_restart = AutoRestart::Off));
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Code(1));
     assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+    assert!(
+        reason(&sup).ends_with("auto_restart is off"),
+        "{}",
+        reason(&sup)
+    );
 }
 
 #[test]
@@ -182,11 +192,15 @@ fn operator_stop_sends_term_then_kill_and_never_restarts() {
     assert_eq!(state(&sup), ServerState::Shutdown);
     assert_eq!(
         drain(&mut sup),
-        vec![Action::RemoveLock {
-            server: name("web")
+        vec![Action::RecordDown {
+            server: name("web"),
+            cause: DownCause::Operator
         }]
     );
     assert_eq!(sup.next_deadline(), None);
+    // once recorded, the reason says when (and a daemon restart shows the same)
+    sup.on_down_recorded(&name("web"), DownCause::Operator, AT);
+    assert_eq!(reason(&sup), format!("stopped by operator at {AT}"));
 }
 
 #[test]
@@ -527,7 +541,8 @@ fn a_stale_generation_exit_is_ignored() {
 #[derive(Debug, Clone)]
 enum Input {
     Cmd(Command),
-    Exit,
+    Exit(Exit),
+    NodeStop,
     Spawned,
     SpawnFailed,
     Probe(bool),
@@ -545,8 +560,16 @@ fn arb_input() -> impl Strategy<Value = Input> {
             Command::Resume
         ])
         .prop_map(Input::Cmd),
-        Just(Input::Exit),
-        Just(Input::Exit),
+        prop::sample::select(vec![
+            Exit::Code(0),
+            Exit::Code(1),
+            Exit::Code(3),
+            Exit::Signal(9),
+            Exit::Unknown
+        ])
+        .prop_map(Input::Exit),
+        prop::sample::select(vec![Exit::Code(0), Exit::Code(1)]).prop_map(Input::Exit),
+        Just(Input::NodeStop),
         Just(Input::Spawned),
         Just(Input::SpawnFailed),
         any::<bool>().prop_map(Input::Probe),
@@ -561,7 +584,8 @@ struct World {
     now: Instant,
     pending_spawn: Option<Action>,
     probing: bool,
-    /// An operator stop/kill happened and no operator start/restart since.
+    /// Down on purpose (an operator stop/kill, a node stop, an exit with a success code) and no
+    /// operator start/restart since.
     stopped_by_operator: bool,
     /// Times of restarts (spawns not caused by an operator command or auto_start).
     restarts: Vec<Instant>,
@@ -574,7 +598,7 @@ impl World {
                 Action::Spawn { .. } => {
                     prop_assert!(
                         !self.stopped_by_operator,
-                        "spawned after an operator stop without an operator start"
+                        "spawned after a stop on purpose without an operator start"
                     );
                     if !operator_start {
                         self.restarts.push(self.now);
@@ -592,8 +616,10 @@ impl World {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
     #[test]
-    fn no_restart_after_an_operator_stop_and_no_more_than_restart_max_in_a_window(
+    fn no_restart_after_a_stop_on_purpose_and_no_more_than_restart_max_in_a_window(
         restart_max in 0u32..4,
+        auto_restart in prop::sample::select(vec![AutoRestart::Off, AutoRestart::OnFailure, AutoRestart::Always]),
+        success_exit_codes in prop::sample::select(vec![vec![], vec![0], vec![0, 3]]),
         window in 1u64..300,
         delay in 0u64..10,
         with_health in any::<bool>(),
@@ -606,6 +632,8 @@ proptest! {
             s.restart_interval = secs(window);
             s.restart_delay = secs(delay);
             s.auto_kill_if_failed = auto_kill;
+            s.auto_restart = auto_restart;
+            s.success_exit_codes = success_exit_codes.clone();
             if with_health { s.health = health(2); }
         });
         let mut w = World {
@@ -635,12 +663,32 @@ proptest! {
                         }
                     }
                 }
-                Input::Exit => {
+                Input::Exit(exit) => {
                     let g = generation(&w.sup);
-                    w.sup.on_exited(w.now, &name("web"), g, Exit::Code(1));
+                    let before = state(&w.sup);
+                    let budget = w.sup.restart_history(&name("web"), w.now).len();
+                    w.sup.on_exited(w.now, &name("web"), g, exit);
+                    let after = state(&w.sup);
                     // the restart-after-stop (operator restart) spawns here
-                    operator_start = state(&w.sup) == ServerState::Starting;
+                    operator_start = after == ServerState::Starting && before == ServerState::ShuttingDown;
                     if operator_start { w.restarts.clear(); }
+                    let success = matches!(exit, Exit::Code(c) if success_exit_codes.contains(&u8::try_from(c).unwrap()));
+                    let running = matches!(before, ServerState::Running | ServerState::Suspended | ServerState::Failed);
+                    if running && success && auto_restart != AutoRestart::Always {
+                        // the exit code decides: down on purpose, nothing counted
+                        prop_assert_eq!(after, ServerState::Shutdown);
+                        prop_assert_eq!(w.sup.restart_history(&name("web"), w.now).len(), budget);
+                    } else if before != ServerState::ShuttingDown && before.has_process() {
+                        // a signal, an unknown status, a failure code, any exit while starting
+                        prop_assert_ne!(after, ServerState::Shutdown, "{:?} after {:?}", exit, before);
+                    }
+                    if after == ServerState::Shutdown {
+                        w.stopped_by_operator = true;
+                    }
+                }
+                Input::NodeStop => {
+                    let _ = w.sup.on_node_stop(w.now);
+                    w.stopped_by_operator = true;
                 }
                 Input::Spawned => {
                     if let Some(Action::Spawn { server, generation, .. }) = w.pending_spawn.take() {
@@ -785,4 +833,260 @@ fn an_adopted_server_with_a_health_check_is_running_only_after_a_good_probe() {
     );
     sup.on_probe(t0, &name("web"), 1, ProbeResult::Healthy);
     assert_eq!(state(&sup), ServerState::Running);
+}
+
+// ---- the exit code decides (the WebLogic Node Manager), stops that last ----
+
+#[test]
+fn a_success_exit_while_running_leaves_it_shutdown_uncounted_and_recorded() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.restart_max = 1));
+    sup.on_exited(t0 + secs(5), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), "exited with status 0");
+    assert_eq!(
+        drain(&mut sup),
+        vec![
+            Action::MarkIntent {
+                server: name("web"),
+                meant_to_run: false
+            },
+            Action::RecordDown {
+                server: name("web"),
+                cause: DownCause::Exited { code: 0 }
+            }
+        ],
+        "not meant to run first, then the marker: a crash between them still leaves it down"
+    );
+    assert_eq!(sup.next_deadline(), None);
+    assert!(sup.restart_history(&name("web"), t0 + secs(5)).is_empty());
+    sup.on_down_recorded(&name("web"), DownCause::Exited { code: 0 }, AT);
+    assert_eq!(reason(&sup), format!("exited with status 0 at {AT}"));
+    sup.on_timeout(t0 + secs(3600));
+    assert!(drain(&mut sup).is_empty(), "never restarted by itself");
+    // nothing was spent: after an operator start, its whole budget is there
+    assert_eq!(
+        sup.on_command(t0 + secs(6), "web", Command::Start),
+        Ok(Accepted::Changed)
+    );
+    let _ = drain(&mut sup);
+    let g = generation(&sup);
+    sup.on_spawned(t0 + secs(6), &name("web"), g, 101);
+    sup.on_exited(t0 + secs(7), &name("web"), g, Exit::Code(1));
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+}
+
+#[test]
+fn only_the_configured_codes_are_success_and_a_failure_code_is_restarted() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.success_exit_codes = vec![0, 3]));
+    sup.on_exited(t0, &name("web"), g, Exit::Code(3));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), "exited with status 3");
+
+    let (mut sup, g) = started(t0, spec(|s| s.success_exit_codes = vec![3]));
+    sup.on_exited(t0, &name("web"), g, Exit::Code(0));
+    assert_eq!(
+        state(&sup),
+        ServerState::FailedRestarting,
+        "0 is not in [3]"
+    );
+    assert!(reason(&sup).starts_with("exited with code 0; restart 1 of 2"));
+
+    // an exit status of a process is 0..=255; anything else cannot match
+    let (mut sup, g) = started(t0, spec(|_| {}));
+    sup.on_exited(t0, &name("web"), g, Exit::Code(256));
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+}
+
+#[test]
+fn a_death_by_a_signal_or_of_unknown_status_is_never_a_success() {
+    let t0 = t0();
+    for exit in [Exit::Signal(15), Exit::Signal(9), Exit::Unknown] {
+        let (mut sup, g) = started(t0, spec(|s| s.success_exit_codes = vec![0, 9, 15]));
+        sup.on_exited(t0, &name("web"), g, exit);
+        assert_eq!(state(&sup), ServerState::FailedRestarting, "{exit:?}");
+    }
+}
+
+#[test]
+fn an_exit_during_starting_is_a_failed_start_whatever_its_code() {
+    let t0 = t0();
+    // a fresh start: given up
+    let mut sup = Supervisor::new(t0, [spec(|s| s.health = health(1))]);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    sup.on_exited(t0 + secs(1), &name("web"), 1, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+    assert_eq!(
+        reason(&sup),
+        "start failed: exited with code 0 during startup"
+    );
+    // a restart: one more failure, counted
+    let (mut sup, g) = started(
+        t0,
+        spec(|s| {
+            s.health = health(1);
+            s.restart_max = 1;
+        }),
+    );
+    sup.on_timeout(t0);
+    let _ = drain(&mut sup);
+    sup.on_probe(t0, &name("web"), g, ProbeResult::Healthy);
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Signal(9));
+    sup.on_timeout(t0 + secs(1));
+    let _ = drain(&mut sup);
+    let g = generation(&sup);
+    sup.on_spawned(t0 + secs(1), &name("web"), g, 101);
+    assert_eq!(state(&sup), ServerState::Starting);
+    sup.on_exited(t0 + secs(2), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+    assert!(
+        reason(&sup).contains("restart budget spent"),
+        "{}",
+        reason(&sup)
+    );
+}
+
+#[test]
+fn a_failed_or_suspended_server_that_exits_with_a_success_code_stopped_on_purpose() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.health = health(1)));
+    sup.on_timeout(t0);
+    let _ = drain(&mut sup);
+    sup.on_probe(t0, &name("web"), g, ProbeResult::Healthy);
+    sup.on_timeout(t0 + secs(5));
+    let _ = drain(&mut sup);
+    let bad = ProbeResult::Unhealthy("refused".into());
+    sup.on_probe(t0 + secs(5), &name("web"), g, bad);
+    assert_eq!(state(&sup), ServerState::Failed);
+    sup.on_exited(t0 + secs(6), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+
+    let (mut sup, g) = started(t0, spec(|_| {}));
+    let _ = sup.on_command(t0, "web", Command::Suspend);
+    let _ = drain(&mut sup);
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+}
+
+#[test]
+fn auto_restart_off_leaves_a_success_exit_shutdown_not_failed() {
+    let t0 = t0();
+    let (mut sup, g) = started(t0, spec(|s| s.auto_restart = AutoRestart::Off));
+    sup.on_exited(t0, &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), "exited with status 0");
+}
+
+#[test]
+fn auto_restart_always_restarts_a_success_exit_and_counts_it() {
+    let t0 = t0();
+    let (mut sup, mut g) = started(
+        t0,
+        spec(|s| {
+            s.auto_restart = AutoRestart::Always;
+            s.restart_max = 2;
+            s.restart_delay = secs(1);
+        }),
+    );
+    for i in 1..=2 {
+        sup.on_exited(t0 + secs(10 * i), &name("web"), g, Exit::Code(0));
+        assert_eq!(state(&sup), ServerState::FailedRestarting);
+        assert!(
+            reason(&sup).starts_with(&format!("exited with code 0; restart {i} of 2")),
+            "{}",
+            reason(&sup)
+        );
+        sup.on_timeout(t0 + secs(10 * i + 1));
+        assert_eq!(spawns(&drain(&mut sup)), 1);
+        g = generation(&sup);
+        sup.on_spawned(t0 + secs(10 * i + 1), &name("web"), g, 100);
+    }
+    // the budget bounds a server that exits at once: no loop
+    sup.on_exited(t0 + secs(30), &name("web"), g, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::FailedNotRestartable);
+}
+
+#[test]
+fn a_node_stop_records_nothing_and_drops_pending_restarts() {
+    let t0 = t0();
+    let specs = [
+        spec(|s| s.stop_timeout = secs(5)),
+        Arc::new(ServerSpec::new("late", &["x"]).unwrap()),
+        Arc::new(ServerSpec::new("down", &["x"]).unwrap()),
+    ];
+    let mut sup = Supervisor::new(t0, specs);
+    sup.on_recovered(t0, &name("web"), Recovered::StartFresh);
+    sup.on_recovered(t0, &name("late"), Recovered::StartFresh);
+    sup.on_recovered(
+        t0,
+        &name("down"),
+        Recovered::LeaveDown(Down::NotAutoStarted),
+    );
+    let _ = drain(&mut sup);
+    sup.on_spawned(t0, &name("web"), 1, 100);
+    sup.on_spawned(t0, &name("late"), 1, 101);
+    sup.on_exited(t0, &name("late"), 1, Exit::Code(1));
+    let _ = drain(&mut sup);
+    assert_eq!(
+        sup.server(&name("late")).unwrap().state,
+        ServerState::FailedRestarting
+    );
+
+    let stopped = sup.on_node_stop(t0 + secs(1));
+    assert_eq!(stopped, vec![name("late"), name("web")]);
+    let actions = drain(&mut sup);
+    assert_eq!(
+        actions,
+        vec![
+            Action::RemoveLock {
+                server: name("late")
+            },
+            Action::Signal {
+                server: name("web"),
+                generation: 1,
+                signal: Signal::Term
+            }
+        ],
+        "no intent mark and no marker: the next daemon start applies auto_start"
+    );
+    assert_eq!(
+        sup.next_deadline(),
+        Some(t0 + secs(6)),
+        "SIGKILL after stop_timeout"
+    );
+    sup.on_exited(t0 + secs(2), &name("web"), 1, Exit::Code(0));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), "stopped with the node (exited with code 0)");
+    assert_eq!(
+        drain(&mut sup),
+        vec![Action::RemoveLock {
+            server: name("web")
+        }]
+    );
+    assert_eq!(
+        sup.server(&name("down")).unwrap().state,
+        ServerState::Shutdown
+    );
+}
+
+#[test]
+fn a_server_recovered_down_on_purpose_shows_why_and_when() {
+    let t0 = t0();
+    let mut sup = Supervisor::new(t0, [spec(|_| {})]);
+    let down = Down::Stopped {
+        cause: DownCause::Exited { code: 0 },
+        at: Some(AT.into()),
+    };
+    sup.on_recovered(t0, &name("web"), Recovered::LeaveDown(down));
+    assert_eq!(state(&sup), ServerState::Shutdown);
+    assert_eq!(reason(&sup), format!("exited with status 0 at {AT}"));
+    assert!(drain(&mut sup).is_empty());
+    // a late record of another stop is ignored once it runs again
+    let _ = sup.on_command(t0, "web", Command::Start);
+    sup.on_down_recorded(&name("web"), DownCause::Operator, AT);
+    assert_eq!(state(&sup), ServerState::Starting);
+    assert_eq!(reason(&sup), "operator start");
 }

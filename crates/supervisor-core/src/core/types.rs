@@ -122,14 +122,58 @@ pub enum Action {
     MarkIntent {
         /// The server.
         server: ServerName,
-        /// `false` once an operator stopped it or its restarts gave up.
+        /// `false` once an operator stopped it, its restarts gave up, or it exited with a success
+        /// code.
         meant_to_run: bool,
     },
-    /// The server is down on purpose (operator stop): remove its lock file.
+    /// The server is down on purpose: record why in its marker `servers/NAME.stopped` (with
+    /// the boot and the time, durably), then remove its lock file, then call
+    /// [`Supervisor::on_down_recorded`](super::Supervisor::on_down_recorded). The marker keeps
+    /// it down across daemon restarts of the same boot, until an operator starts it.
+    RecordDown {
+        /// The server.
+        server: ServerName,
+        /// Why it is down.
+        cause: DownCause,
+    },
+    /// The server is down with the node (`shutdown --stop-servers`): remove its lock file and
+    /// record nothing (and clear a marker left from before its last start), so the next daemon
+    /// start applies `auto_start`.
     RemoveLock {
         /// The server.
         server: ServerName,
     },
+}
+
+/// Why a server is down on purpose, as its marker (`servers/NAME.stopped`) records it. Within
+/// the boot it was recorded in, such a server stays down across daemon restarts until an
+/// operator starts it; after a reboot `auto_start` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum DownCause {
+    /// An operator's `stop` or `kill`.
+    Operator,
+    /// Its process exited, while it ran, with one of its `success_exit_codes`.
+    Exited {
+        /// The exit status.
+        code: i32,
+    },
+}
+
+impl DownCause {
+    /// The reason a server down for this cause shows, with the time it happened (RFC 3339)
+    /// when known: `stopped by operator at 2026-12-02T06:27:22.028Z`, `exited with status 0`.
+    #[must_use]
+    pub fn reason(self, at: Option<&str>) -> String {
+        let what = match self {
+            Self::Operator => "stopped by operator".to_owned(),
+            Self::Exited { code } => format!("exited with status {code}"),
+        };
+        match at {
+            Some(at) => format!("{what} at {at}"),
+            None => what,
+        }
+    }
 }
 
 /// Why a server changed state; for logs and the API.

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::lockfile::{self, LockDir, LockRecord};
+use super::lockfile::{self, LockDir, LockRecord, StopRecord};
 use super::logs::{LogDir, Rotator};
 use super::process::{self, PidFd};
 use super::{ServerStatus, Snapshot, health, now};
@@ -51,17 +51,20 @@ pub(super) struct Executor {
     pub(super) locks: LockDir,
     pub(super) logs: LogDir,
     pub(super) rotator: Rotator,
+    /// The kernel's boot id, for lock files.
     pub(super) boot_id: String,
+    /// The boot stop markers are kept within (the kernel's, or a test's override).
+    pub(super) stop_boot_id: String,
     pub(super) procs: HashMap<ServerName, Proc>,
     pub(super) records: HashMap<ServerName, LockRecord>,
-    /// Servers whose operator-stop marker may exist (removed at their next start).
+    /// Servers whose stop marker may exist (removed at their next start).
     pub(super) stop_marks: HashSet<ServerName>,
     /// Start tokens of processes that just exited, to sweep for leftovers.
     pub(super) sweeps: Vec<(ServerName, String)>,
     pub(super) exit_tx: mpsc::UnboundedSender<(ServerName, Generation)>,
     pub(super) probe_tx: mpsc::UnboundedSender<(ServerName, Generation, ProbeResult)>,
     pub(super) clock: Clock,
-    /// Lock files, intent marks and operator-stop markers are written here, in order.
+    /// Lock files, intent marks and stop markers are written here, in order.
     pub(super) writer: OrderedWriter,
 }
 
@@ -105,7 +108,7 @@ impl Executor {
                 if self.stop_marks.remove(server) {
                     let name = server.clone();
                     if let Err(e) = self.on_disk(move |locks| locks.clear_stopped(&name)).await {
-                        tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
+                        tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the stop marker");
                     }
                 }
                 core.on_spawned(now(), server, *generation, pid);
@@ -149,13 +152,21 @@ impl Executor {
                     .await
                     .map_err(|e| format!("writing {}: {e}", self.locks.path(server).display()))
             }
-            Action::RemoveLock { server } => {
-                // The operator's stop outlives this process: a takeover keeps the server down.
-                // Marker first: dying between the two leaves marker + lock file, and the lock
-                // file (meant_to_run = false since the stop began) leaves it down as well.
+            Action::RecordDown { server, cause } => {
+                // The stop outlives this process: a daemon restart in this boot, or a takeover,
+                // keeps the server down. Marker first: dying between the two leaves marker +
+                // lock file, and the lock file (meant_to_run = false since the stop began, or
+                // since the exit) leaves it down as well.
                 self.stop_marks.insert(server.clone());
+                let at = humantime::format_rfc3339_millis(wall_now()).to_string();
+                let record = StopRecord {
+                    version: 1,
+                    boot_id: self.stop_boot_id.clone(),
+                    at: at.clone(),
+                    cause: *cause,
+                };
                 let name = server.clone();
-                self.on_disk(move |locks| locks.mark_stopped(&name))
+                self.on_disk(move |locks| locks.mark_stopped(&name, &record))
                     .await
                     .map_err(|e| {
                         format!("writing {}: {e}", self.locks.stop_marker(server).display())
@@ -164,7 +175,28 @@ impl Executor {
                 let name = server.clone();
                 self.on_disk(move |locks| locks.remove(&name))
                     .await
-                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))
+                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))?;
+                core.on_down_recorded(server, *cause, &at);
+                Ok(())
+            }
+            Action::RemoveLock { server } => {
+                // Down with the node: nothing recorded, so the next daemon start applies
+                // auto_start. A marker from before the server's last start (its removal failed
+                // then) goes too: the stop it recorded is over.
+                self.records.remove(server);
+                let name = server.clone();
+                self.on_disk(move |locks| locks.remove(&name))
+                    .await
+                    .map_err(|e| format!("removing {}: {e}", self.locks.path(server).display()))?;
+                if self.stop_marks.remove(server) {
+                    let name = server.clone();
+                    self.on_disk(move |locks| locks.clear_stopped(&name))
+                        .await
+                        .map_err(|e| {
+                            format!("removing {}: {e}", self.locks.stop_marker(server).display())
+                        })?;
+                }
+                Ok(())
             }
         }
     }

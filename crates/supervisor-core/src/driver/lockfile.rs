@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::process::{self, PidFd};
-use crate::core::{LockFile, Pid, Process};
+use crate::core::{Boot, DownCause, LockFile, Pid, Process, StopMarker};
 use crate::os::remove_durably;
 pub use crate::os::write_atomic;
 use crate::spec::ServerName;
@@ -59,6 +59,21 @@ pub struct LockRecord {
     /// (the most recent [`MAX_RESTART_HISTORY`]), so the budget survives a daemon restart.
     #[serde(default)]
     pub restarts: Vec<u64>,
+}
+
+/// The content of `servers/NAME.stopped`: why the server is down on purpose, when, and in which
+/// boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    /// Format version (1).
+    pub version: u32,
+    /// The boot it was recorded in (the kernel's boot id; in tests, with `NM_TEST_BOOT_ID`).
+    pub boot_id: String,
+    /// When, for people (RFC 3339).
+    pub at: String,
+    /// Why: `"cause": "operator"`, or `"cause": "exited", "code": 0`.
+    #[serde(flatten)]
+    pub cause: DownCause,
 }
 
 /// How many restart instants a lock file keeps: with a `restart_max` above it, a daemon restart
@@ -108,22 +123,49 @@ impl LockDir {
         remove_durably(&self.path(server))
     }
 
-    /// The operator-stop marker of `server`: `servers/NAME.stopped`, present while an operator's
-    /// stop stands (a takeover keeps such a server stopped).
+    /// The stop marker of `server`: `servers/NAME.stopped`, present while a stop on purpose
+    /// stands (an operator's, or an exit with a success code): within its boot, and at a
+    /// takeover, such a server stays down whatever `auto_start` says.
     #[must_use]
     pub fn stop_marker(&self, server: &ServerName) -> PathBuf {
         self.dir.join(format!("{server}.stopped"))
     }
 
-    /// Records that an operator stopped `server` (atomically, durably).
+    /// Records that `server` is down on purpose (atomically, durably).
     ///
     /// # Errors
-    /// Any I/O error; the marker is then absent (a takeover would apply `auto_start`).
-    pub fn mark_stopped(&self, server: &ServerName) -> io::Result<()> {
-        write_atomic(&self.stop_marker(server), b"stopped by an operator\n")
+    /// Any I/O error; the marker is then as it was.
+    pub fn mark_stopped(&self, server: &ServerName, record: &StopRecord) -> io::Result<()> {
+        let mut json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        json.push(b'\n');
+        write_atomic(&self.stop_marker(server), &json)
     }
 
-    /// Removes the operator-stop marker of `server`. A missing marker is fine.
+    /// Reads the stop marker of `server`, telling a marker of `boot` (the boot stop markers are
+    /// kept within) from any other. A marker that cannot be read as a [`StopRecord`] (one
+    /// written by an older nm, or damaged) is an operator's stop of no known boot: a daemon
+    /// start drops it, as before, and a takeover keeps it.
+    #[must_use]
+    pub fn read_stop_marker(&self, server: &ServerName, boot: &str) -> StopMarker {
+        match std::fs::read(self.stop_marker(server)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => StopMarker::Absent,
+            Ok(bytes) => match serde_json::from_slice::<StopRecord>(&bytes) {
+                Ok(r) => StopMarker::Present {
+                    cause: r.cause,
+                    at: Some(r.at),
+                    boot: if r.boot_id == boot {
+                        Boot::This
+                    } else {
+                        Boot::Other
+                    },
+                },
+                Err(_) => StopMarker::unknown(),
+            },
+            Err(_) => StopMarker::unknown(),
+        }
+    }
+
+    /// Removes the stop marker of `server`. A missing marker is fine.
     ///
     /// # Errors
     /// Any other I/O error.
@@ -468,6 +510,43 @@ mod tests {
         assert!(
             matches!(dir.inspect(&name("a"), "boot").lock_file, LockFile::Read { process: Process::OtherBoot { detail }, .. } if detail.contains("before this boot"))
         );
+    }
+
+    #[test]
+    fn a_stop_marker_tells_its_boot_and_an_old_one_is_of_no_known_boot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        assert_eq!(dir.read_stop_marker(&name("a"), "boot"), StopMarker::Absent);
+        let record = StopRecord {
+            version: 1,
+            boot_id: "boot".into(),
+            at: "2026-12-02T06:27:22.028Z".into(),
+            cause: DownCause::Exited { code: 3 },
+        };
+        dir.mark_stopped(&name("a"), &record).unwrap();
+        let text = std::fs::read_to_string(dir.stop_marker(&name("a"))).unwrap();
+        assert!(text.contains(r#""cause":"exited","code":3"#), "{text}");
+        let present = |boot| StopMarker::Present {
+            cause: DownCause::Exited { code: 3 },
+            at: Some("2026-12-02T06:27:22.028Z".into()),
+            boot,
+        };
+        assert_eq!(
+            dir.read_stop_marker(&name("a"), "boot"),
+            present(Boot::This)
+        );
+        assert_eq!(
+            dir.read_stop_marker(&name("a"), "next"),
+            present(Boot::Other)
+        );
+        // as an nm before boot ids wrote it
+        std::fs::write(dir.stop_marker(&name("a")), b"stopped by an operator\n").unwrap();
+        assert_eq!(
+            dir.read_stop_marker(&name("a"), "boot"),
+            StopMarker::unknown()
+        );
+        dir.clear_stopped(&name("a")).unwrap();
+        assert_eq!(dir.read_stop_marker(&name("a"), "boot"), StopMarker::Absent);
     }
 
     #[test]

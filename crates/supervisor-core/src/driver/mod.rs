@@ -5,7 +5,7 @@
 //! Exits are learned from the kernel: each process's pidfd is registered with tokio's reactor and
 //! becomes readable when the process exits (DESIGN §4.4: no polling of `/proc`).
 //!
-//! Lock files, intent marks and operator-stop markers are written (with their `fsync`s) by an
+//! Lock files, intent marks and stop markers are written (with their `fsync`s) by an
 //! [`OrderedWriter`] thread, in the order the driver submits them, and the driver's task awaits
 //! each before acting on it: a stalled disk holds the supervisor, never the runtime's thread
 //! that also carries the standby heartbeats and the HA link.
@@ -46,10 +46,12 @@ pub struct SupervisorConfig {
     /// default on). Off: only `auto_start` decides what starts. Live servers from lock files are
     /// adopted either way, so no second copy is ever started beside one.
     pub crash_recovery: bool,
-    /// Keep servers an operator stopped stopped (their `servers/NAME.stopped` marker), whatever
-    /// `auto_start` says: set at a takeover, where the node manager pair is one node manager and
-    /// an operator's stop must not be undone. Off (a daemon start): markers are dropped and
-    /// `auto_start` decides, as after a reboot.
+    /// Keep every server that went down on purpose (an operator's stop, or an exit with a
+    /// success code: its `servers/NAME.stopped` marker) down, whatever `auto_start` says and
+    /// whatever boot the marker is of: set at a takeover, where the node manager pair is one
+    /// node manager. Off (a daemon start): such a server stays down when its marker is of this
+    /// boot (a daemon restart, `kill -9` included, does not undo an operator's stop); after a
+    /// reboot its marker is dropped and `auto_start` decides.
     pub keep_operator_stops: bool,
     /// Servers whose start another component decides (the HA-managed servers of an HA pair,
     /// started only on the primary): crash recovery never restarts one that died while the
@@ -154,7 +156,7 @@ pub fn start(
     start_with_writer(config, writer)
 }
 
-/// [`start`], with lock files, intent marks and operator-stop markers written by `writer`: a
+/// [`start`], with lock files, intent marks and stop markers written by `writer`: a
 /// daemon can share one writer (one order) between its components, and a test can stall it
 /// ([`OrderedWriter::stall`]) as a disk that stops answering.
 ///
@@ -174,7 +176,7 @@ pub fn start_with_writer(
     std::fs::create_dir_all(&config.data_dir).map_err(dd)?;
     let locks = LockDir::open(&config.data_dir).map_err(dd)?;
     let logs = LogDir::open(&config.data_dir).map_err(dd)?;
-    let boot_id = process::boot_id().map_err(DriverError::BootId)?;
+    let boot = process::boot_ids().map_err(DriverError::BootId)?;
     process::ensure_sigchld_not_ignored();
     let rotator = Rotator::start().map_err(DriverError::Inotify)?;
     let t0 = now();
@@ -185,7 +187,8 @@ pub fn start_with_writer(
         locks,
         logs,
         rotator,
-        boot_id,
+        boot_id: boot.kernel,
+        stop_boot_id: boot.stops,
         procs: HashMap::new(),
         records: HashMap::new(),
         stop_marks: HashSet::new(),

@@ -392,6 +392,43 @@ pub(crate) fn boot_id() -> io::Result<String> {
         .to_owned())
 }
 
+/// The environment variable that simulates a reboot for stop markers, in tests only.
+pub(crate) const TEST_BOOT_ID_ENV: &str = "NM_TEST_BOOT_ID";
+
+/// The ids of this boot the driver uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BootIds {
+    /// The kernel's: lock files record it, and it alone decides whether a recorded process can
+    /// still be alive.
+    pub(crate) kernel: String,
+    /// The boot stop markers (`servers/NAME.stopped`) are kept within.
+    pub(crate) stops: String,
+}
+
+/// This boot's ids: the kernel's, and the one stop markers are kept within — the kernel's,
+/// followed by [`TEST_BOOT_ID_ENV`] when that is set and not empty.
+///
+/// The override is for tests: it lets one daemon start see the stops of the previous one as
+/// "before a reboot" without rebooting. It is kept safe by what it cannot do: it never touches
+/// lock files (a live server is never taken for gone, so never started a second time beside
+/// itself, and never adopted across a real reboot), and it only adds to the kernel's id (after a
+/// real reboot a marker is of another boot whatever the variable says, so a variable forgotten
+/// in a unit file cannot make a stop outlive a reboot). At worst it makes nm start a server an
+/// operator stopped, as a reboot would.
+pub(crate) fn boot_ids() -> io::Result<BootIds> {
+    let kernel = boot_id()?;
+    let stops = stop_boot_id(&kernel, std::env::var(TEST_BOOT_ID_ENV).ok().as_deref());
+    Ok(BootIds { kernel, stops })
+}
+
+/// The boot stop markers are kept within, from the kernel's boot id and the test override.
+fn stop_boot_id(kernel: &str, test: Option<&str>) -> String {
+    match test {
+        Some(test) if !test.is_empty() => format!("{kernel}+{TEST_BOOT_ID_ENV}={test}"),
+        _ => kernel.to_owned(),
+    }
+}
+
 /// A fresh random token for one start of a server: 128 bits, hex.
 pub(crate) fn new_token() -> io::Result<String> {
     let mut b = [0u8; 16];
@@ -448,6 +485,16 @@ mod tests {
         let out = File::create(tmp.path().join("out2")).unwrap();
         let err = spawn(&spec, "x", out.try_clone().unwrap(), out, None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn the_test_boot_id_only_adds_to_the_kernels() {
+        assert_eq!(stop_boot_id("k1", None), "k1");
+        assert_eq!(stop_boot_id("k1", Some("")), "k1");
+        let a = stop_boot_id("k1", Some("a"));
+        assert!(a.starts_with("k1") && a != "k1" && a != stop_boot_id("k1", Some("b")));
+        // a real reboot is another boot whatever the override says
+        assert_ne!(a, stop_boot_id("k2", Some("a")));
     }
 
     #[test]

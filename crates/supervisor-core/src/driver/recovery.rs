@@ -1,4 +1,4 @@
-//! Crash recovery at start, carried out: read each server's lock file, operator-stop marker and
+//! Crash recovery at start, carried out: read each server's lock file, stop marker and
 //! `/proc`, let the pure [`decide`] decide, then do what it says (docs/design.md §6).
 //!
 //! Its file steps (forgetting a lock file, clearing a marker) are queued on the ordered writer
@@ -57,7 +57,7 @@ fn policy(config: &SupervisorConfig, spec: &ServerSpec) -> RecoveryPolicy {
         operator_stops: if config.keep_operator_stops {
             OperatorStops::Keep
         } else {
-            OperatorStops::Forget
+            OperatorStops::ThisBoot
         },
     }
 }
@@ -72,11 +72,8 @@ fn recover_one(
     let name = &spec.name;
     // read
     let seen = exec.locks.inspect(name, &exec.boot_id);
-    let stop_marker = if exec.locks.stop_marker(name).exists() {
-        StopMarker::Present
-    } else {
-        StopMarker::Absent
-    };
+    let stop_marker = exec.locks.read_stop_marker(name, &exec.stop_boot_id);
+    let marked = stop_marker != StopMarker::Absent;
     let found = Found {
         lock_file: seen.lock_file,
         stop_marker,
@@ -114,17 +111,17 @@ fn recover_one(
         }
     }
     match decision.stop_marker {
-        StopMarkerStep::Keep if stop_marker == StopMarker::Present => {
+        StopMarkerStep::Keep if marked => {
             exec.stop_marks.insert(name.clone());
         }
         StopMarkerStep::Keep => {}
         StopMarkerStep::Clear => {
-            // a lock file (the server ran after the stop) or a daemon start: the stop is over
+            // a lock file (the server ran after the stop) or another boot: the stop is over
             let (server, n) = (name.clone(), name.clone());
             let cleared = exec.on_disk(move |locks| locks.clear_stopped(&n));
             tokio::spawn(async move {
                 if let Err(e) = cleared.await {
-                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the operator-stop marker");
+                    tracing::warn!(target: "supervisor_core::driver", server = %server, error = %e, "cannot remove the stop marker");
                 }
             });
         }

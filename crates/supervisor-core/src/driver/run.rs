@@ -10,7 +10,7 @@ use super::executor::Executor;
 use super::handle::{CommandResult, Request};
 use super::process;
 use super::{Snapshot, Stopped, now};
-use crate::core::{Command, Event, Generation, ProbeResult, ServerState, Supervisor};
+use crate::core::{Event, Generation, ProbeResult, ServerState, Supervisor};
 use crate::spec::ServerName;
 
 pub(super) async fn run(
@@ -99,18 +99,17 @@ pub(super) async fn run(
                 Some(Request::Shutdown { reply, .. }) if shutdown.is_some() => drop(reply), // one at a time
                 Some(Request::Shutdown { stop_servers, reply }) => {
                     let mut stopped = Stopped::default();
-                    for v in core.servers().collect::<Vec<_>>() {
-                        let pending_restart = v.state == ServerState::FailedRestarting;
-                        let affected = v.state.has_process() || (stop_servers && pending_restart);
-                        if !affected {
-                            continue;
-                        }
-                        if stop_servers {
-                            let _ = core.on_command(now(), v.name.as_str(), Command::Stop);
-                            stopped.stopped.push(v.name.to_string());
-                        } else {
-                            stopped.left_running.push(v.name.to_string());
-                        }
+                    if stop_servers {
+                        // a stop of the node, not an operator's stop of each server: the next
+                        // daemon start applies auto_start
+                        stopped.stopped =
+                            core.on_node_stop(now()).iter().map(ToString::to_string).collect();
+                    } else {
+                        stopped.left_running = core
+                            .servers()
+                            .filter(|v| v.state.has_process())
+                            .map(|v| v.name.to_string())
+                            .collect();
                     }
                     if stop_servers {
                         shutdown = Some((reply, stopped));

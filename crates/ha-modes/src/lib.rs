@@ -53,6 +53,8 @@ pub mod driver;
 pub mod mode;
 pub mod report;
 
-pub use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Refused, Timing};
+pub use crate::core::{
+    Action, Ha, HaInit, Observed, Op, PairEvent, PeerLeave, PeerState, Record, Refused, Timing,
+};
 pub use crate::mode::{Mode, Status, Verdict};
 pub use crate::report::{HaReply, HaReport, NodeReport};

@@ -761,7 +761,7 @@ fn a_planned_stop_of_the_primary_hands_the_servers_over_unfenced_and_it_rejoins_
 }
 
 #[test]
-fn a_leave_that_arrives_after_the_leavers_restart_is_refused() {
+fn a_leave_delayed_past_the_leavers_restart_never_makes_two_copies() {
     let mut sim = started_pair();
     sim.run(&Step::Delay(5000)); // the leave takes up to 5 s
     sim.run(&Step::Leave(0));

@@ -158,3 +158,45 @@ async fn a_primary_whose_peer_is_gone_still_stops_its_ha_servers_when_it_leaves(
     );
     assert!(ha(&p.n1).await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_node_stop_ends_the_standby_node_manager_first_then_hands_over() {
+    let mut p = Pair::start().await;
+    // node1 gets a standby node manager (JEUS) beside its HA manager
+    p.n1.kill9_daemon();
+    let text = std::fs::read_to_string(&p.n1.config).unwrap();
+    let text = text.replacen(
+        "cluster_key_file",
+        &format!("standby_port = {}\ncluster_key_file", nm_tests::free_port()),
+        1,
+    );
+    std::fs::write(&p.n1.config, text).unwrap();
+    p.n1.start_daemon().await;
+    let st =
+        p.n1.wait_status("the standby attached", |s| {
+            s.standby.as_ref().is_some_and(|sb| sb.state == "attached")
+        })
+        .await;
+    let standby = st.standby_pid.unwrap();
+    p.wait_linked().await;
+    p.arm_node1().await;
+
+    assert!(sigterm_daemon(&mut p.n1).await.success(), "{}", p.logs());
+    // the standby left with the active: no takeover brought the HA-managed server back
+    assert!(!alive(standby), "the standby node manager is gone");
+    wait_ha(&p.n2, "primary after the leave", |r| {
+        r.report.local.status == Some(HaStatus::Primary) && !r.report.starting
+    })
+    .await;
+    p.n2.running_pid("hadb").await;
+    assert_eq!(p.hadb(), ["node2"], "{}", p.logs());
+    assert!(p.fences().is_empty(), "{}", p.logs());
+    let log = p.n1.read_data("nm.log");
+    let standby_stop = log
+        .find("the standby node manager has stopped")
+        .unwrap_or_else(|| panic!("no standby stop in nm.log:\n{log}"));
+    let hand_over = log
+        .find("planned stop: HA-managed servers stopped")
+        .unwrap_or_else(|| panic!("no hand-over in nm.log:\n{log}"));
+    assert!(standby_stop < hand_over, "the standby first:\n{log}");
+}

@@ -418,6 +418,8 @@ impl Node {
                 tracing::error!(
                     "the standby node manager did not exit within {limit:?}; exiting anyway (it may take over)"
                 );
+            } else {
+                tracing::info!("the standby node manager has stopped");
             }
         }
         let mut exit = NodeExit::Stopped;

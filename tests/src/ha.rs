@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use nm_api::HaReply;
+use nm_api::{HaReply, HaStatus};
 
 use crate::{Node, alive, free_port, pids_with_env, wait_for};
 
@@ -107,6 +107,30 @@ impl Pair {
         }
     }
 
+    /// `nm-cli ha start` on node1, then waits until node1 is primary with `hadb` running and
+    /// node2 is the armed secondary.
+    ///
+    /// # Panics
+    /// When the command fails.
+    pub async fn arm_node1(&self) {
+        let (code, out, err) = self.n1.cli(&["ha", "start"]);
+        assert_eq!(code, 0, "ha start: {out}{err}");
+        self.n1.running_pid("hadb").await;
+        wait_ha(&self.n2, "the armed secondary", |r| {
+            r.report.communicating && r.report.local.status == Some(HaStatus::Running)
+        })
+        .await;
+    }
+
+    /// The events log's `fence …` lines: fence commands that ran.
+    #[must_use]
+    pub fn fences(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.starts_with("fence"))
+            .collect()
+    }
+
     /// The events log's lines.
     #[must_use]
     pub fn events(&self) -> Vec<String> {
@@ -158,4 +182,16 @@ pub async fn ha(n: &Node) -> Option<HaReply> {
 pub async fn wait_ha(n: &Node, what: &str, pred: impl Fn(&HaReply) -> bool) -> HaReply {
     let what = format!("{}: {what}", n.name);
     wait_for(&what, || async { ha(n).await.filter(|r| pred(r)) }).await
+}
+
+/// SIGTERM of the node's daemon (a planned stop: `systemctl stop`), then waits until it exits
+/// and returns its status.
+///
+/// # Panics
+/// When the daemon was not started by the harness.
+pub async fn sigterm_daemon(n: &mut Node) -> std::process::ExitStatus {
+    let pid = n.daemon_pid().expect("a daemon started by the harness");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    n.wait_daemon_exit().await
 }

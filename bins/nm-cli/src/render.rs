@@ -328,6 +328,10 @@ pub(crate) fn ha(reply: &HaReply) -> String {
     if r.rejected_frames > 0 {
         kv.add_row(vec!["rejected".to_owned(), r.rejected_frames.to_string()]);
     }
+    // the pair's last events: planned stops (leaves) and rejoins, a node armed by its primary
+    for e in &r.events {
+        kv.add_row(vec!["event".to_owned(), e.clone()]);
+    }
     out.push_str(&finish(&mut kv));
     out
 }

@@ -6,6 +6,7 @@
 //!                    │  allowed / prohibited pair states, fencing, HA reset
 //!                    ▼
 //!   actions: Persist(ha.json) · StartServers · StopServers · Fence · AskPromote · HaReset
+//!   planned stop: begin_leave ─▶ (servers stopped, `left` durable) ─▶ PeerLeave ─▶ on_peer_left
 //! ```
 //!
 //! Each node of a pair runs one [`core::Ha`]. It persists its mode (`data_dir/ha.json`, written
@@ -15,8 +16,9 @@
 //! prohibited pair states; [`core`] documents how a prohibited state is corrected.
 //!
 //! Guarantees: a node starts the HA-managed servers only with its communicating peer's consent,
-//! after the fence command reported a silent peer fenced, or when an operator certified the peer
-//! `peerdown`. An HA reset appends a line to `smithlog` and fsyncs it before acting.
+//! after the fence command reported a silent peer fenced, when an operator certified the peer
+//! `peerdown`, or after the peer's leave (a planned stop) that said its servers were stopped and
+//! verified gone. An HA reset appends a line to `smithlog` and fsyncs it before acting.
 //!
 //! A driver of one cycle, by hand:
 //! ```
@@ -53,6 +55,8 @@ pub mod driver;
 pub mod mode;
 pub mod report;
 
-pub use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Refused, Timing};
+pub use crate::core::{
+    Action, Ha, HaInit, Observed, Op, PairEvent, PeerLeave, PeerState, Record, Refused, Timing,
+};
 pub use crate::mode::{Mode, Status, Verdict};
 pub use crate::report::{HaReply, HaReport, NodeReport};

@@ -36,6 +36,17 @@ pub struct HaReport {
     pub starting: bool,
     /// This node is stopping the HA-managed servers (it stays primary until they are down).
     pub stopping: bool,
+    /// Fence commands that reported success (exit 0) since this daemon started.
+    #[serde(default)]
+    pub fences: u64,
+    /// The peer left in a planned stop and was not heard again since (it counts as certified
+    /// down for now when its HA-managed servers were verified stopped).
+    #[serde(default)]
+    pub peer_left: bool,
+    /// The pair's last events, oldest first, each stamped with the time (e.g.
+    /// `"2026-12-02T07:31:02.120Z peer node1 left (planned stop), its HA-managed servers stopped"`).
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// One node of the pair.
@@ -83,6 +94,9 @@ impl HaReport {
             rejected_frames: 0,
             starting: false,
             stopping: false,
+            fences: 0,
+            peer_left: false,
+            events: vec![],
         }
     }
 
@@ -119,6 +133,9 @@ impl HaReport {
             rejected_frames: 0,
             starting: ha.starting(),
             stopping: ha.stopping(),
+            fences: ha.fences(),
+            peer_left: ha.peer_left(),
+            events: vec![],
         }
     }
 }

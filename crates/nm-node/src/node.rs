@@ -397,10 +397,13 @@ impl Node {
         }
     }
 
-    /// Stops the node in order: the standby first (so this exit is no takeover), then the
-    /// servers as `reason` says (an API shutdown may stop them; a signal leaves them running for
-    /// the next daemon to adopt; an HA reset has killed the HA-managed ones), then the API
-    /// (in-flight requests get [`DRAIN`]), then the lock.
+    /// Stops the node in order: the standby first (so this exit is no takeover), then the HA
+    /// hand-over (a planned stop, not a failure: the HA-managed servers are stopped, verified,
+    /// and the peer is told, so it takes them over without fencing this node), then the servers
+    /// as `reason` says (an API shutdown may stop them; a signal leaves them running for the next
+    /// daemon to adopt; an HA reset has killed the HA-managed ones), then the API (in-flight
+    /// requests get [`DRAIN`]), then the lock. The HA-managed servers are handed over whatever
+    /// `reason` says of the others: they cannot run without an HA manager watching them.
     ///
     /// # Errors
     /// None today; reserved for a stop that cannot complete.
@@ -415,9 +418,18 @@ impl Node {
                 tracing::error!(
                     "the standby node manager did not exit within {limit:?}; exiting anyway (it may take over)"
                 );
+            } else {
+                tracing::info!("the standby node manager has stopped");
             }
         }
         let mut exit = NodeExit::Stopped;
+        // then the HA hand-over (the StorNext HA Manager stops after the service; Sailfin GMS's
+        // PEER_STOP_EVENT): after the standby, so that no takeover revives what it stops
+        if !matches!(reason, StopReason::HaEnded { .. })
+            && let Some(why) = self.leave_ha().await
+        {
+            exit = NodeExit::HaReset(why);
+        }
         match reason {
             StopReason::HaEnded { why, clean } => {
                 if !clean {
@@ -434,7 +446,7 @@ impl Node {
             }
             StopReason::Signal(sig) => {
                 tracing::info!(
-                    "{sig}: exiting; servers keep running and will be adopted by the next nm-daemon"
+                    "{sig}: exiting; servers (but the HA-managed ones) keep running and will be adopted by the next nm-daemon"
                 );
                 let left = sup.shutdown(false).await.unwrap_or_default();
                 tracing::info!(left_running = left.left_running.len(), "supervisor stopped");
@@ -472,6 +484,45 @@ impl Node {
         tracing::info!("nm-daemon exited");
         drop(self.lock);
         Ok(exit)
+    }
+}
+
+impl Node {
+    /// The HA part of a planned stop; `Some(reason)` when it ended in an HA reset (a server
+    /// survived its stop: the smith log says so, the daemon exits as after any reset).
+    async fn leave_ha(&mut self) -> Option<String> {
+        use ha_modes::driver::LeaveOutcome;
+        let ha = self.handle.ha.as_ref()?;
+        let peer = self.handle.cfg.ha.as_ref().map_or("", |h| h.peer.as_str());
+        let mut reset = None;
+        match ha.leave().await {
+            LeaveOutcome::NotStarted => {
+                tracing::info!("planned stop: HA is not started here, nothing to hand over");
+            }
+            LeaveOutcome::Delivered => tracing::warn!(
+                %peer,
+                "planned stop: HA-managed servers stopped; the peer took the leave and takes them over without a fence"
+            ),
+            LeaveOutcome::NotDelivered(why) => tracing::error!(
+                %peer, error = %why,
+                "planned stop: HA-managed servers stopped, but the peer did not take the leave: it will fence this node"
+            ),
+            LeaveOutcome::Failed { why, reset: was } => {
+                tracing::error!(error = %why, "planned stop: no hand-over");
+                if was {
+                    reset = Some(why);
+                }
+            }
+            other => tracing::info!(?other, "planned stop"),
+        }
+        // the HA manager ends after a leave: let it close its link
+        if let Some(task) = self.ha_task.take()
+            && let Ok(Ok(ha_modes::driver::HaExit::Reset(why))) =
+                tokio::time::timeout(DRAIN, task).await
+        {
+            reset = Some(why);
+        }
+        reset
     }
 }
 
@@ -646,7 +697,9 @@ async fn wait_ha(task: &mut Option<JoinHandle<ha_modes::driver::HaExit>>) -> Sto
     };
     let (why, clean) = match t.await {
         Ok(ha_modes::driver::HaExit::Reset(why)) => (why, true),
-        Ok(ha_modes::driver::HaExit::Stopped) => ("the HA manager stopped".into(), false),
+        Ok(ha_modes::driver::HaExit::Stopped | ha_modes::driver::HaExit::Left) => {
+            ("the HA manager stopped".into(), false)
+        }
         Err(e) => (format!("the HA manager failed: {e}"), false),
     };
     *task = None;

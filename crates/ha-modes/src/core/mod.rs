@@ -19,7 +19,18 @@
 //! 4. Two primaries that communicate: the node with the greater name HA-resets itself.
 //! 5. A node becomes primary only (a) with its communicating peer's consent (a promotion claim
 //!    the peer grants only when it neither runs nor claims the servers), (b) after fencing a
-//!    silent peer, or (c) when the operator certified the peer `peerdown`.
+//!    silent peer, (c) when the operator certified the peer `peerdown`, or (d) when the peer left
+//!    in a planned stop and said in its leave that its HA-managed servers are verified stopped.
+//!
+//! A planned stop (SIGTERM, `nm-cli shutdown`, a systemd stop: the StorNext HA Manager stops
+//! after the service, Sailfin GMS's `PEER_STOP_EVENT`) is not a failure: the leaving node calls
+//! [`Ha::begin_leave`], which persists `left` in its record and stops the HA-managed servers; once
+//! they are verified down its driver sends the peer a leave naming its incarnation, and the peer
+//! feeds it to [`Ha::on_peer_left`]. A leave is honoured only from the incarnation the peer hears
+//! now ([`Ha::on_peer_left`] says why a stale one is harmless). The peer then counts the leaver as
+//! certified down for now (no fence) until a new incarnation of it is heard. A node whose record
+//! says `left` neither claims nor fences until it has heard its peer again (it rejoins as
+//! secondary when the peer took over), or an operator starts HA on it.
 
 mod ops;
 pub mod plan;
@@ -56,6 +67,16 @@ pub struct Record {
     pub started: bool,
     /// A start of the HA-managed servers failed; starts are blocked until `ha clear`.
     pub ha_idle_failed_startup: bool,
+    /// This node left the pair in a planned stop (its HA-managed servers stopped, its peer told):
+    /// it neither claims nor fences until it hears its peer again, or `ha start` runs here.
+    /// Absent in the file when `false` (so older daemons read a file without it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub left: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for Record {
@@ -65,8 +86,45 @@ impl Default for Record {
             peerdown: false,
             started: false,
             ha_idle_failed_startup: false,
+            left: false,
         }
     }
+}
+
+/// A leave from the peer (its planned stop), as the link delivers it to [`Ha::on_peer_left`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLeave {
+    /// The leaver's state as it sends the leave; its `incarnation` names the daemon start that
+    /// leaves.
+    pub state: PeerState,
+    /// The leaver's boot (`/proc/sys/kernel/random/boot_id`), for people and the logs.
+    pub boot: String,
+    /// The leaver stopped its HA-managed servers and saw them gone before it sent this.
+    pub servers_stopped: bool,
+}
+
+/// Something that happened to the pair, for people ([`Ha::poll_event`]; the driver stamps the
+/// time and shows the last few in `ha status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairEvent {
+    /// This node leaves in a planned stop.
+    Leaving,
+    /// The peer left in a planned stop (`PEER_STOP_EVENT`).
+    PeerLeft {
+        /// Its HA-managed servers were verified stopped: this node may take them over unfenced.
+        servers_stopped: bool,
+        /// Its boot id.
+        boot: String,
+    },
+    /// A leave was refused (stale: not from the incarnation heard now).
+    LeaveRefused(String),
+    /// The peer that had left is heard again (a new incarnation).
+    PeerRejoined,
+    /// This node, back from its planned stop, hears its peer again.
+    Rejoined,
+    /// This node (HA stopped since its daemon started) found its peer primary with HA started:
+    /// it started HA and is the armed secondary.
+    JoinedAsSecondary,
 }
 
 /// What a node tells its peer about itself, on every exchange.
@@ -248,6 +306,18 @@ pub struct Ha {
     reset: Option<String>,
     persist_again: bool,
     actions: VecDeque<Action>,
+    /// This incarnation is leaving (a planned stop): it never becomes primary again.
+    leaving: bool,
+    /// The peer left in a planned stop: which incarnation, and whether its servers were verified
+    /// stopped. Cleared when another incarnation of the peer is heard.
+    peer_left: Option<(u64, bool)>,
+    /// The peer's incarnation this node last heard of (a report or a claim).
+    peer_incarnation: Option<u64>,
+    /// HA stopped as loaded at daemon start and no command since: a primary peer arms this node.
+    joining: bool,
+    /// Fence commands that reported success.
+    fences: u64,
+    events: VecDeque<PairEvent>,
 }
 
 impl Ha {
@@ -285,6 +355,12 @@ impl Ha {
             reset: None,
             persist_again: false,
             actions: VecDeque::new(),
+            leaving: false,
+            peer_left: None,
+            peer_incarnation: None,
+            joining: !record.started,
+            fences: 0,
+            events: VecDeque::new(),
         };
         ha.evaluate(now);
         ha
@@ -292,12 +368,54 @@ impl Ha {
 
     /// The peer's state arrived (an exchange in either direction).
     pub fn on_peer_state(&mut self, now: Instant, state: PeerState) {
+        if self.take_state(now, state) {
+            self.evaluate(now);
+        }
+    }
+
+    /// Takes in the peer's report; `false` when it is dropped (overtaken, or the leaver's).
+    fn take_state(&mut self, now: Instant, state: PeerState) -> bool {
         // the two directions of the link are two TCP streams: a report can overtake a newer one
         if let Some(last) = &self.peer
             && last.incarnation == state.incarnation
             && state.seq < last.seq
         {
-            return;
+            return false;
+        }
+        match self.peer_left {
+            // the leaver's last reports, still on their way: it is gone
+            Some((inc, _)) if inc == state.incarnation => return false,
+            Some(_) => {
+                self.peer_left = None;
+                self.events.push_back(PairEvent::PeerRejoined);
+            }
+            None => {}
+        }
+        self.peer_incarnation = Some(state.incarnation);
+        if self.record.left && !self.leaving {
+            // back from a planned stop: the rules below decide with the peer (it took over)
+            self.record.left = false;
+            self.persist();
+            self.events.push_back(PairEvent::Rejoined);
+        }
+        let r = self.record;
+        if self.joining
+            && !r.started
+            && r.mode == Mode::Default
+            && !r.peerdown
+            && !r.ha_idle_failed_startup
+            && !self.leaving
+            && state.status == Status::Primary
+            && state.started
+            && state.mode == Mode::Default
+            && !state.peerdown
+        {
+            // a daemon that comes up beside a started primary joins as the armed secondary
+            // (an `ha start` whose peer was not up yet, or was fenced, leaves it to this)
+            self.joining = false;
+            self.record.started = true;
+            self.persist();
+            self.events.push_back(PairEvent::JoinedAsSecondary);
         }
         if let Some((incarnation, claim)) = self.granted
             && (state.incarnation != incarnation || state.claims_done >= claim)
@@ -310,7 +428,7 @@ impl Ha {
         self.peer = Some(state);
         self.heard = Some(now);
         self.denied = false;
-        self.evaluate(now);
+        true
     }
 
     /// Time passed; see [`Ha::next_deadline`].
@@ -323,6 +441,11 @@ impl Ha {
     /// stops communicating.
     pub fn on_promote_request(&mut self, now: Instant, incarnation: u64, claim: u64) -> bool {
         self.now = self.now.max(now);
+        if self.peer_left.is_some_and(|(inc, _)| inc == incarnation) {
+            return false; // the leaver's claim, late: it is gone
+        }
+        // a claim names the incarnation that makes it: a later leave of an older one is stale
+        self.peer_incarnation = Some(incarnation);
         // a node that is fencing its peer, or fenced it, is about to take over itself
         let fencing = matches!(self.fence, FenceState::Fencing | FenceState::Fenced);
         if self.reset.is_some() || self.holding || self.starting || fencing {
@@ -362,7 +485,10 @@ impl Ha {
     pub fn on_fence_result(&mut self, now: Instant, result: Result<(), String>) {
         if self.fence == FenceState::Fencing {
             self.fence = match result {
-                Ok(()) => FenceState::Fenced,
+                Ok(()) => {
+                    self.fences += 1;
+                    FenceState::Fenced
+                }
                 Err(_) => FenceState::Failed(now + self.timing.fence_retry),
             };
         }
@@ -411,6 +537,90 @@ impl Ha {
         self.evaluate(now);
     }
 
+    /// The planned stop of this node (SIGTERM, `nm-cli shutdown`, a systemd stop): from now on
+    /// this incarnation never becomes primary, grants nothing it could not keep, and stops the
+    /// HA-managed servers (verified: [`Ha::on_servers_stopped`]). With HA started, `left` is
+    /// persisted first, so that the next daemon start waits for its peer. Returns whether there is
+    /// a hand-over to announce (HA started here); then, once [`Ha::leave_ready`] is `true` and the
+    /// record is durable, the driver sends the peer a [`PeerLeave`]. Calling it twice is harmless.
+    pub fn begin_leave(&mut self, now: Instant) -> bool {
+        self.now = self.now.max(now);
+        if self.reset.is_some() {
+            return false;
+        }
+        if !self.leaving {
+            self.leaving = true;
+            self.joining = false;
+            self.events.push_back(PairEvent::Leaving);
+            if self.record.started && !self.record.left {
+                self.record.left = true;
+                self.persist(); // persist, then act: the Persist is queued before the stop
+            }
+        }
+        // the HA-managed servers cannot run without an HA manager watching them
+        self.stop_servers("planned stop of this node: handing the HA-managed servers over".into());
+        self.evaluate(now);
+        self.record.started
+    }
+
+    /// Whether a leave may be sent now: this node is leaving and its HA-managed servers are
+    /// verified down (not primary, no stop under way).
+    #[must_use]
+    pub fn leave_ready(&self) -> bool {
+        self.leaving && !self.holding && !self.stopping && !self.starting && self.reset.is_none()
+    }
+
+    /// The peer's leave (its planned stop) arrived over the authenticated link.
+    ///
+    /// It is honoured only from the incarnation this node hears now (the last report or claim
+    /// it had from the peer). Why a stale leave is harmless: a frame cannot be replayed into
+    /// another session (each session's key comes from both sides' fresh nonces, frames carry
+    /// sequence numbers), so a stale leave can only be a late one of an earlier daemon start. The
+    /// incarnation is random per daemon start; once any report or claim of a newer start was
+    /// heard, the older leave names the wrong incarnation and is refused. A late leave that
+    /// arrives before anything of the newer start is harmless too: that start persisted `left`
+    /// and neither claims nor fences until it has heard this node (which then hears it too), and
+    /// the leave says only what its sender did (stopped and verified its servers) before it sent it.
+    ///
+    /// With `servers_stopped` (and the leaver's state not primary) this node counts the peer as
+    /// certified down for now: if its HA is started it becomes primary without fencing. Without
+    /// it the peer is treated as lost (fenced after `peer_timeout`, as a silent node).
+    ///
+    /// # Errors
+    /// [`Refused`] for a stale leave or during an HA reset; nothing changed but an event.
+    pub fn on_peer_left(&mut self, now: Instant, leave: PeerLeave) -> Result<(), Refused> {
+        self.now = self.now.max(now);
+        if self.reset.is_some() {
+            return Err(Refused("an HA reset is under way".into()));
+        }
+        let inc = leave.state.incarnation;
+        if self.peer_incarnation != Some(inc) || self.peer_left.is_some() {
+            let why = format!(
+                "a leave of {} from incarnation {inc:016x}, not the one this node hears: stale, ignored",
+                self.peer_name
+            );
+            self.events.push_back(PairEvent::LeaveRefused(why.clone()));
+            return Err(Refused(why));
+        }
+        let stopped = leave.servers_stopped && leave.state.status != Status::Primary;
+        self.take_state(now, leave.state);
+        self.peer_left = Some((inc, stopped));
+        if let Some((claim, _)) = self.promoting.take() {
+            self.claims_done = claim; // a claim to the leaver is moot
+        }
+        self.granted = None;
+        self.denied = false;
+        if matches!(self.fence, FenceState::Delaying(_) | FenceState::Failed(_)) {
+            self.fence = FenceState::Idle;
+        }
+        self.events.push_back(PairEvent::PeerLeft {
+            servers_stopped: stopped,
+            boot: leave.boot,
+        });
+        self.evaluate(now);
+        Ok(())
+    }
+
     /// A [`Action::Persist`] failed: it is tried again at the next input.
     pub fn on_persist_failed(&mut self, now: Instant) {
         self.persist_again = true;
@@ -420,6 +630,11 @@ impl Ha {
     /// The next action, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// The next event for people, if any.
+    pub fn poll_event(&mut self) -> Option<PairEvent> {
+        self.events.pop_front()
     }
 
     /// When to call [`Ha::on_timeout`] next (always after the last input's time).
@@ -466,7 +681,32 @@ impl Ha {
     /// nothing is decided from the peer's absence.
     #[must_use]
     pub fn silent(&self, now: Instant) -> bool {
-        now >= self.heard.unwrap_or(self.since) + self.timing.peer_timeout
+        self.certified_left() || now >= self.heard.unwrap_or(self.since) + self.timing.peer_timeout
+    }
+
+    /// Whether the peer left in a planned stop with its servers verified stopped, and no newer
+    /// incarnation of it was heard since: it counts as certified down for now.
+    #[must_use]
+    pub fn certified_left(&self) -> bool {
+        self.peer_left.is_some_and(|(_, stopped)| stopped)
+    }
+
+    /// Whether the peer left in a planned stop (and was not heard again since).
+    #[must_use]
+    pub fn peer_left(&self) -> bool {
+        self.peer_left.is_some()
+    }
+
+    /// Fence commands that reported success since this core started.
+    #[must_use]
+    pub fn fences(&self) -> u64 {
+        self.fences
+    }
+
+    /// Whether this node is leaving (a planned stop is under way).
+    #[must_use]
+    pub fn leaving(&self) -> bool {
+        self.leaving
     }
 
     /// How long ago the peer was last heard from; `None` when never.
@@ -478,8 +718,10 @@ impl Ha {
     /// Whether the peer counts as communicating at `now`.
     #[must_use]
     pub fn communicating(&self, now: Instant) -> bool {
-        self.heard
-            .is_some_and(|h| now.saturating_duration_since(h) < self.timing.peer_timeout)
+        self.peer_left.is_none()
+            && self
+                .heard
+                .is_some_and(|h| now.saturating_duration_since(h) < self.timing.peer_timeout)
     }
 
     /// The peer's last report, if it communicates at `now`.
@@ -499,7 +741,8 @@ impl Ha {
         } else {
             self.record.mode
         };
-        let right = if self.record.peerdown {
+        // a peer that left with its servers verified stopped certified itself down, for now
+        let right = if self.record.peerdown || self.certified_left() {
             Mode::Peerdown
         } else {
             peer.map_or(Mode::Default, |p| p.mode)
@@ -571,6 +814,8 @@ impl Ha {
         self.record.started
             && self.record.mode != Mode::Locked
             && !self.record.ha_idle_failed_startup
+            && !self.record.left
+            && !self.leaving
             && !self.holding
             && !self.starting
             && !self.stopping
@@ -625,6 +870,7 @@ impl Ha {
             self.record.peerdown = false;
             self.record.mode = Mode::Default;
             self.record.started = false;
+            self.joining = false;
             self.persist();
             self.stop_servers("the peer certified peerdown communicates: certification erased, mode default, HA-managed servers stopped".into());
         }
@@ -703,6 +949,13 @@ impl Ha {
             }
             None if self.record.peerdown => {
                 self.promote("the peer is certified peerdown".into());
+            }
+            // rule 5 (d): a planned stop of the peer, its servers verified stopped: no fence
+            None if self.certified_left() => {
+                self.promote(format!(
+                    "the peer {} left in a planned stop with its HA-managed servers stopped",
+                    self.peer_name
+                ));
             }
             None => match self.fence {
                 FenceState::Idle if !self.timing.fence_delay.is_zero() => {

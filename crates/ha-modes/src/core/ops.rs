@@ -100,6 +100,8 @@ impl Ha {
                     ));
                 }
                 rec.started = true;
+                // an operator's start: this node decides again (a silent peer is fenced)
+                rec.left = false;
             }
             Op::Stop => rec.started = false,
             Op::Clear => rec.ha_idle_failed_startup = false,
@@ -111,6 +113,7 @@ impl Ha {
                     )));
                 }
                 rec.peerdown = true;
+                rec.left = false;
             }
             Op::Peerup => {
                 if matches!(mode, Mode::Single | Mode::Config) {
@@ -137,6 +140,8 @@ impl Ha {
     /// [`Refused`] as [`Ha::check`] says; nothing changed then.
     pub fn apply(&mut self, now: Instant, op: Op) -> Result<(), Refused> {
         self.record = self.check(now, op)?;
+        // an operator (or the peer's operator) decided about this node: no arming from the peer
+        self.joining = false;
         match op {
             Op::Mode(Mode::Locked) => self.stop_servers("mode locked".into()),
             Op::Stop => self.stop_servers("ha stop".into()),

@@ -25,14 +25,61 @@ pub enum Step {
     /// Exchange with the peer, then set `side`'s mode to `default` unless the fresh report shows
     /// it there already ([`Step::needs_default`]).
     ToDefault(Side),
-    /// Tell the operator this (a line of the reply's steps).
-    Note(String),
     /// Wait until this node is primary with its HA-managed servers started, or their start
-    /// failed (`ha_idle_failed_startup`): then the plan fails, after `on_failed_start`.
+    /// failed (`ha_idle_failed_startup`): then the plan fails, after `on_failed_start`. While it
+    /// waits, the peer is re-examined at every report ([`awaiting`]): a peer that was silent
+    /// when the plan was made and communicates now makes the driver plan again from the fresh
+    /// report; a fence is reported only once the fence command reported success.
     AwaitPrimary {
         /// What to do when the start fails.
         on_failed_start: OnFailedStart,
     },
+    /// Start HA on the peer if the fresh report shows it communicating (it becomes the
+    /// secondary); a silent peer is left to arm itself when its daemon comes up beside this
+    /// primary.
+    StartPeer,
+}
+
+/// Where [`Step::AwaitPrimary`] stands, from a fresh report ([`awaiting`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Awaiting {
+    /// This node is primary, its HA-managed servers started.
+    Primary,
+    /// Their start failed here (`ha_idle_failed_startup`).
+    FailedStart,
+    /// The peer, silent when the plan was made, communicates now and this node is not primary:
+    /// plan `ha start` again from this report (the peer is stopped first, then started after).
+    PeerAppeared,
+    /// Not yet: wait for the next report.
+    Wait,
+}
+
+/// [`Step::AwaitPrimary`]'s decision on a fresh report. `peer_was_silent`: the peer did not
+/// communicate when the plan was made.
+#[must_use]
+pub fn awaiting(r: &HaReport, peer_was_silent: bool) -> Awaiting {
+    if r.local.status == Some(Status::Primary) && !r.starting && !r.stopping {
+        Awaiting::Primary
+    } else if r.local.ha_idle_failed_startup == Some(true) {
+        Awaiting::FailedStart
+    } else if peer_was_silent && r.communicating && r.local.status != Some(Status::Primary) {
+        Awaiting::PeerAppeared
+    } else {
+        Awaiting::Wait
+    }
+}
+
+/// The step line for fences that reported success while a plan waited: `fences_before` is
+/// the report's `fences` when the wait began. `None` when no fence command reported success:
+/// nothing is ever said to be fenced on a guess.
+#[must_use]
+pub fn fenced_line(r: &HaReport, fences_before: u64) -> Option<String> {
+    (r.fences > fences_before).then(|| {
+        format!(
+            "{}: the peer {} did not communicate: fenced (the fence command exited 0)",
+            r.local.node, r.peer.node
+        )
+    })
 }
 
 /// What a failed start of the HA-managed servers does, in [`Step::AwaitPrimary`].
@@ -98,12 +145,6 @@ pub fn plan_start(r: &HaReport) -> Result<Vec<Step>, Refused> {
         plan.push(Step::Run(Peer, Op::Mode(Mode::Default)));
     }
     plan.push(Step::Run(Local, Op::Start));
-    if !comm && r.peer.mode != Mode::Peerdown {
-        plan.push(Step::Note(format!(
-            "{}: the peer {} does not communicate: it is fenced before this node becomes primary",
-            r.local.node, r.peer.node
-        )));
-    }
     plan.push(Step::AwaitPrimary {
         on_failed_start: if comm {
             OnFailedStart::HandBackToPeer
@@ -111,9 +152,8 @@ pub fn plan_start(r: &HaReport) -> Result<Vec<Step>, Refused> {
             OnFailedStart::Report
         },
     });
-    if comm {
-        plan.push(Step::Run(Peer, Op::Start));
-    }
+    // decided on the report fresh after the wait: a peer that came up meanwhile is armed too
+    plan.push(Step::StartPeer);
     Ok(plan)
 }
 
@@ -257,30 +297,23 @@ mod tests {
         for (local, peer, middle) in cases {
             let mut want = vec![Step::Run(Peer, Op::Stop)];
             want.extend(middle);
-            want.extend([
-                Step::Run(Local, Op::Start),
-                HAND_BACK,
-                Step::Run(Peer, Op::Start),
-            ]);
+            want.extend([Step::Run(Local, Op::Start), HAND_BACK, Step::StartPeer]);
             let got = plan_start(&talking(local, peer)).unwrap();
             assert_eq!(got, want, "local {local:?}, peer {peer:?}");
         }
     }
 
     #[test]
-    fn start_beside_a_silent_peer_says_it_will_be_fenced_unless_it_is_certified_down() {
+    fn start_beside_a_silent_peer_claims_no_fence_in_advance_and_starts_the_peer_if_it_appears() {
         let assumed = report((Mode::Default, Status::Stopped), None, Mode::Default);
         assert_eq!(
             plan_start(&assumed).unwrap(),
             [
                 Step::Run(Local, Op::Start),
-                Step::Note(
-                    "node1: the peer node2 does not communicate: it is fenced before this node becomes primary"
-                        .into()
-                ),
                 Step::AwaitPrimary {
                     on_failed_start: OnFailedStart::Report
                 },
+                Step::StartPeer,
             ]
         );
         let certified = report((Mode::Single, Status::Primary), None, Mode::Peerdown);
@@ -292,7 +325,39 @@ mod tests {
                 Step::AwaitPrimary {
                     on_failed_start: OnFailedStart::Report
                 },
+                Step::StartPeer,
             ]
+        );
+    }
+
+    #[test]
+    fn awaiting_primary_re_examines_the_peer_and_says_fenced_only_after_a_fence_succeeded() {
+        use Status::{Primary, Running};
+        // the peer was silent at the plan; it communicates now, this node is not primary yet
+        let mut r = talking((Mode::Default, Running), (Mode::Default, Status::Stopped));
+        assert_eq!(awaiting(&r, true), Awaiting::PeerAppeared);
+        assert_eq!(awaiting(&r, false), Awaiting::Wait);
+        // still silent: wait (a fence may be under way)
+        let silent = report((Mode::Default, Running), None, Mode::Default);
+        assert_eq!(awaiting(&silent, true), Awaiting::Wait);
+        assert_eq!(fenced_line(&silent, 0), None, "no fence reported: no claim");
+        // primary, its start finished
+        r.local.status = Some(Primary);
+        assert_eq!(awaiting(&r, true), Awaiting::Primary);
+        r.starting = true;
+        assert_eq!(awaiting(&r, true), Awaiting::Wait);
+        r.starting = false;
+        // a failed start
+        let mut failed = silent.clone();
+        failed.local.ha_idle_failed_startup = Some(true);
+        assert_eq!(awaiting(&failed, true), Awaiting::FailedStart);
+        // a fence that reported success since the wait began
+        let mut fenced = silent;
+        fenced.fences = 3;
+        assert_eq!(fenced_line(&fenced, 3), None);
+        assert_eq!(
+            fenced_line(&fenced, 2).unwrap(),
+            "node1: the peer node2 did not communicate: fenced (the fence command exited 0)"
         );
     }
 

@@ -10,10 +10,14 @@
 //! answer counts as not granted. A message between incarnations that no longer exist is dropped
 //! (their TCP session died with them).
 //!
+//! Planned stops are steps too: the leaver stops its servers, sends a leave and exits; the leave
+//! may be lost, or arrive late (after the leaver's next incarnation booted, even after it was
+//! heard), and is then refused as stale.
+//!
 //! Properties, checked after every delivery and every step: the HA-managed servers never run on
 //! both nodes; a node that runs them is primary; a node starts them only with its peer's consent
-//! to that very claim, after it fenced the peer (not heard since), or with the peer certified
-//! `peerdown`; and no node stays in a prohibited state it is at fault for (the StorNext HA Manager: such a state
+//! to that very claim, after it fenced the peer (not heard since), with the peer certified
+//! `peerdown`, or after its peer's leave (its servers verified stopped, not heard since); and no node stays in a prohibited state it is at fault for (the StorNext HA Manager: such a state
 //! is always met by a corrective action). A failure names the steps that led to it.
 
 use std::collections::HashSet;
@@ -51,6 +55,10 @@ enum Step {
     Unknown(usize),
     NextStartFails(usize),
     NextFenceFails(usize),
+    /// A planned stop of node `i` (SIGTERM, `nm-cli shutdown`): it stops its HA-managed servers,
+    /// sends its leave (which the network may lose, delay past a restart of the leaver, or
+    /// deliver), and its daemon exits.
+    Leave(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -86,6 +94,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..2).prop_map(Step::Unknown),
         1 => (0usize..2).prop_map(Step::NextStartFails),
         1 => (0usize..2).prop_map(Step::NextFenceFails),
+        2 => (0usize..2).prop_map(Step::Leave),
     ]
 }
 
@@ -103,6 +112,9 @@ enum Msg {
         granted: bool,
         asked: Instant,
     },
+    /// A planned stop's leave. Unlike the rest, it may arrive after its sender exited (and even
+    /// after the sender's next incarnation was heard): the bytes were sent before the close.
+    Leave(PeerLeave),
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +161,9 @@ struct Sim {
     fenced: [bool; 2],
     /// Claims granted: (to node, its incarnation, claim).
     grants: HashSet<(usize, u64, u64)>,
+    /// `left[i]`: node `i` took its peer's leave (servers verified stopped) and has not heard
+    /// from it since.
+    left: [bool; 2],
     /// The first safety violation seen, if any.
     violation: Option<String>,
 }
@@ -177,6 +192,7 @@ impl Sim {
             sent: 0,
             fenced: [false, false],
             grants: HashSet::new(),
+            left: [false, false],
             violation: None,
         };
         sim.boot(0);
@@ -268,7 +284,8 @@ impl Sim {
     fn may_run(&self, i: usize) -> bool {
         self.nodes[i].ha.as_ref().is_some_and(|h| {
             let r = h.record();
-            r.started && r.mode != Mode::Locked && !r.ha_idle_failed_startup
+            // a node back from a planned stop waits for its peer (or an operator's `ha start`)
+            r.started && r.mode != Mode::Locked && !r.ha_idle_failed_startup && !r.left
         })
     }
 
@@ -323,7 +340,34 @@ impl Sim {
             Step::Unknown(i) => self.nodes[i].unknown = true,
             Step::NextStartFails(i) => self.nodes[i].start_fails = true,
             Step::NextFenceFails(i) => self.nodes[i].fence_fails = true,
+            Step::Leave(i) => self.leave(i),
         }
+    }
+
+    /// A planned stop of node `i`, as the driver does it: begin the leave (persist `left`, stop
+    /// the servers, verified), then send the leave if it is ready, then the daemon exits.
+    fn leave(&mut self, i: usize) {
+        let t = self.t;
+        let Some(h) = self.ha(i) else { return };
+        let started = h.begin_leave(t);
+        self.settle(); // the stop runs (an HA reset takes the node down here)
+        let Some(h) = self.nodes[i].ha.as_ref() else {
+            return;
+        };
+        if started && h.leave_ready() {
+            let mut state = h.state_for_peer();
+            let n = &mut self.nodes[i];
+            n.seq += 1;
+            state.seq = n.seq;
+            let leave = PeerLeave {
+                state,
+                boot: "sim".into(),
+                servers_stopped: !n.running,
+            };
+            self.send(i, Msg::Leave(leave));
+        }
+        self.down(i, false);
+        assert!(!self.nodes[i].running, "a leaver's servers are stopped");
     }
 
     /// Node `i`'s state as it sends it, numbered; `None` when its daemon is down.
@@ -438,15 +482,26 @@ impl Sim {
     fn deliver(&mut self, m: InFlight) {
         let (t, from) = (self.t, m.from);
         let to = 1 - from;
+        // a leave outlives its sender (sent before it exited); nothing else does
+        let sender_gone =
+            self.nodes[from].ha.is_none() || self.nodes[from].incarnation != m.from_inc;
         let lost = !self.up[from]
-            || self.nodes[from].ha.is_none()
+            || (sender_gone && !matches!(m.msg, Msg::Leave(_)))
             || self.nodes[to].ha.is_none()
-            || self.nodes[from].incarnation != m.from_inc
             || self.nodes[to].incarnation != m.to_inc;
         if lost {
             return;
         }
         match m.msg {
+            Msg::Leave(leave) => {
+                let stopped = leave.servers_stopped;
+                let taken = self
+                    .ha(to)
+                    .is_some_and(|h| h.on_peer_left(t, leave).is_ok());
+                if taken && stopped {
+                    self.left[to] = true;
+                }
+            }
             Msg::Exchange(state) => {
                 self.heard(to, state);
                 if let Some(mine) = self.state_of(to) {
@@ -502,7 +557,10 @@ impl Sim {
         let t = self.t;
         if let Some(h) = self.ha(i) {
             h.on_peer_state(t, state);
+            // a report of the leaver itself is dropped: only a new incarnation ends the leave
+            let still_left = h.peer_left();
             self.fenced[i] = false;
+            self.left[i] = still_left;
         }
     }
 
@@ -571,9 +629,9 @@ impl Sim {
         let claim = h.state_for_peer().claims_done;
         let consent = self.grants.contains(&(i, self.nodes[i].incarnation, claim));
         let certified = h.record().peerdown;
-        if !(consent || certified || self.fenced[i]) && self.violation.is_none() {
+        if !(consent || certified || self.fenced[i] || self.left[i]) && self.violation.is_none() {
             self.violation = Some(format!(
-                "{} starts the servers ({reason}) without consent to its claim {claim}, a fence or a certification",
+                "{} starts the servers ({reason}) without consent to its claim {claim}, a fence, a certification or its peer's leave",
                 self.nodes[i].name
             ));
         }
@@ -677,6 +735,42 @@ proptest! {
             );
         }
     }
+}
+
+#[test]
+fn a_planned_stop_of_the_primary_hands_the_servers_over_unfenced_and_it_rejoins_as_secondary() {
+    let mut sim = started_pair();
+    sim.run(&Step::Leave(0));
+    for _ in 0..2 {
+        sim.run(&Step::Tick(100));
+        sim.check(&[]);
+    }
+    assert!(sim.nodes[1].running, "node2 took over: {}", sim.describe(1));
+    assert!(!sim.fenced[1], "without a fence");
+    sim.run(&Step::Boot(0));
+    for _ in 0..10 {
+        sim.run(&Step::Tick(500));
+        sim.check(&[]);
+    }
+    assert!(sim.alive(0) && !sim.nodes[0].running && sim.nodes[1].running);
+    assert_eq!(
+        sim.nodes[0].ha.as_ref().map(Ha::status),
+        Some(Status::Running)
+    );
+    assert!(!sim.nodes[0].disk.left, "rejoined");
+}
+
+#[test]
+fn a_leave_delayed_past_the_leavers_restart_never_makes_two_copies() {
+    let mut sim = started_pair();
+    sim.run(&Step::Delay(5000)); // the leave takes up to 5 s
+    sim.run(&Step::Leave(0));
+    sim.run(&Step::Boot(0));
+    for _ in 0..20 {
+        sim.run(&Step::Tick(500));
+        sim.check(&[]);
+    }
+    assert!(!(sim.nodes[0].running && sim.nodes[1].running));
 }
 
 fn started_pair() -> Sim {

@@ -687,6 +687,7 @@ fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_ha_manager_s
                         peerdown,
                         started: true,
                         ha_idle_failed_startup: false,
+                        left: false,
                     };
                     // the state at rest, before the input: nothing decided yet
                     let mut ha = Ha::new(
@@ -791,4 +792,230 @@ fn every_local_and_peer_mode_communicating_or_not_is_handled_as_the_ha_manager_s
             assert!(pairs.contains(&(l, r, false)), "{l}-{r} silent not covered");
         }
     }
+}
+
+// ---- planned stops (leave) and joining ----
+
+/// node2's leave, from incarnation `inc`, its servers stopped.
+fn leave_of(inc: u64, status: Status) -> PeerLeave {
+    PeerLeave {
+        state: PeerState {
+            incarnation: inc,
+            ..peer(Mode::Default, status)
+        },
+        boot: "b00t".into(),
+        servers_stopped: true,
+    }
+}
+
+fn events(ha: &mut Ha) -> Vec<PairEvent> {
+    std::iter::from_fn(|| ha.poll_event()).collect()
+}
+
+#[test]
+fn a_leaving_primary_persists_left_then_stops_its_servers_and_never_starts_them_again() {
+    let t = t0();
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
+    ha.on_peer_state(t, peer(Mode::Default, Status::Running));
+    drain(&mut ha);
+    assert!(ha.begin_leave(t + ms(10)), "HA started: a hand-over");
+    let a = drain(&mut ha);
+    assert_eq!(
+        a[0],
+        Action::Persist(Record {
+            left: true,
+            ..started()
+        }),
+        "persisted before the stop: {a:?}"
+    );
+    assert!(matches!(a[1], Action::StopServers { .. }), "{a:?}");
+    assert!(!ha.leave_ready(), "not before the stop is verified");
+    ha.on_servers_stopped(t + ms(20), Ok(()));
+    assert!(ha.leave_ready());
+    assert_eq!(ha.status(), Status::Running);
+    // whatever comes now, this incarnation starts nothing: a grant, a silent peer, a fence
+    ha.on_promote_answer(t + ms(30), 1, true);
+    ha.on_timeout(t + ms(10_000));
+    assert!(drain(&mut ha).is_empty());
+    assert_eq!(events(&mut ha), [PairEvent::Leaving]);
+    // a leave that could not verify its stop resets instead: no leave is ever ready
+    let mut stuck = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
+    stuck.begin_leave(t);
+    drain(&mut stuck);
+    stuck.on_servers_stopped(t + ms(5), Err("still running".into()));
+    assert!(!stuck.leave_ready());
+    assert!(stuck.reset_reason().is_some());
+}
+
+#[test]
+fn a_secondary_takes_over_a_peer_that_left_with_its_servers_stopped_without_fencing() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", started()));
+    ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
+    drain(&mut ha);
+    ha.on_peer_left(t + ms(100), leave_of(2, Status::Running))
+        .unwrap();
+    let a = drain(&mut ha);
+    assert!(a.len() == 1 && is_start(&a[0]), "no fence: {a:?}");
+    assert!(ha.certified_left() && !ha.communicating(t + ms(100)));
+    assert_eq!(
+        ha.pair(t + ms(100)).1,
+        Mode::Peerdown,
+        "certified down, for now"
+    );
+    // the leaver's last heartbeats, still on their way, change nothing
+    ha.on_peer_state(t + ms(150), peer(Mode::Default, Status::Running));
+    assert!(ha.certified_left());
+    assert!(
+        !ha.on_promote_request(t + ms(160), 2, 9),
+        "the leaver's late claim"
+    );
+    // it comes back (a new incarnation): heard again, secondary beside this primary
+    ha.on_servers_started(t + ms(200), Ok(()));
+    ha.on_peer_state(
+        t + ms(5000),
+        PeerState {
+            incarnation: 7,
+            ..peer(Mode::Default, Status::Running)
+        },
+    );
+    assert!(!ha.peer_left() && ha.communicating(t + ms(5000)));
+    assert!(drain(&mut ha).is_empty());
+    assert_eq!(ha.status(), Status::Primary);
+    assert_eq!(
+        events(&mut ha),
+        [
+            PairEvent::PeerLeft {
+                servers_stopped: true,
+                boot: "b00t".into()
+            },
+            PairEvent::PeerRejoined
+        ]
+    );
+}
+
+#[test]
+fn a_stale_leave_from_an_earlier_incarnation_is_refused() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", started()));
+    // nothing heard yet: no incarnation to match
+    assert!(ha.on_peer_left(t, leave_of(2, Status::Running)).is_err());
+    ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
+    // the peer restarted (incarnation 5 heard, or seen in a claim): incarnation 2's leave is late
+    ha.on_peer_state(
+        t + ms(10),
+        PeerState {
+            incarnation: 5,
+            ..peer(Mode::Default, Status::Primary)
+        },
+    );
+    drain(&mut ha);
+    let why = ha
+        .on_peer_left(t + ms(20), leave_of(2, Status::Running))
+        .unwrap_err();
+    assert!(why.0.contains("stale"), "{why}");
+    assert!(!ha.peer_left() && drain(&mut ha).is_empty());
+    let mut claimed = Ha::new(t, init("node1", started()));
+    claimed.on_peer_state(t, peer(Mode::Default, Status::Running));
+    claimed.on_promote_request(t + ms(5), 6, 1);
+    assert!(
+        claimed
+            .on_peer_left(t + ms(6), leave_of(2, Status::Running))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_leave_without_its_servers_verified_stopped_is_a_lost_node_fenced_as_ever() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", started()));
+    ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
+    let mut leave = leave_of(2, Status::Primary); // still primary: its word is not enough
+    leave.servers_stopped = true;
+    ha.on_peer_left(t + ms(100), leave).unwrap();
+    assert!(!ha.certified_left());
+    ha.on_timeout(t + ms(3099));
+    assert!(drain(&mut ha).is_empty(), "nothing before peer_timeout");
+    ha.on_timeout(t + ms(3100));
+    assert_eq!(drain(&mut ha), [Action::Fence]);
+}
+
+#[test]
+fn a_primary_whose_secondary_leaves_keeps_the_servers_and_fences_nothing() {
+    let t = t0();
+    let mut ha = Ha::new(
+        t,
+        HaInit {
+            servers: Observed::Up,
+            ..init("node1", started())
+        },
+    );
+    ha.on_peer_state(t, peer(Mode::Default, Status::Running));
+    ha.on_peer_left(t + ms(10), leave_of(2, Status::Running))
+        .unwrap();
+    ha.on_timeout(t + ms(60_000));
+    assert!(drain(&mut ha).is_empty());
+    assert_eq!(ha.status(), Status::Primary);
+    assert_eq!(ha.fences(), 0);
+}
+
+#[test]
+fn a_node_back_from_a_planned_stop_waits_for_its_peer_and_rejoins_as_secondary() {
+    let t = t0();
+    let rec = Record {
+        left: true,
+        ..started()
+    };
+    let mut ha = Ha::new(t, init("node1", rec));
+    // a silent peer: no fence, no start (its peer took the servers over, unfenced)
+    ha.on_timeout(t + ms(30_000));
+    assert!(drain(&mut ha).is_empty());
+    // it hears its peer, primary: `left` is lifted (persisted) and it stays secondary
+    ha.on_peer_state(t + ms(30_100), peer(Mode::Default, Status::Primary));
+    assert_eq!(drain(&mut ha), [Action::Persist(started())]);
+    assert_eq!(ha.status(), Status::Running);
+    assert_eq!(events(&mut ha), [PairEvent::Rejoined]);
+    // an operator's `ha start` lifts it too (and then a silent peer is fenced)
+    let op = Ha::new(t, init("node1", rec));
+    assert!(!op.check(t, Op::Start).unwrap().left);
+}
+
+#[test]
+fn a_stopped_node_that_comes_up_beside_a_started_primary_arms_itself_as_secondary() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", Record::default()));
+    let mut p = peer(Mode::Default, Status::Primary);
+    p.started = true;
+    ha.on_peer_state(t, p.clone());
+    assert_eq!(drain(&mut ha), [Action::Persist(started())]);
+    assert_eq!(ha.status(), Status::Running);
+    assert_eq!(events(&mut ha), [PairEvent::JoinedAsSecondary]);
+    // not after an operator's command in this daemon's life (e.g. `ha stop` from the peer)
+    let mut stopped = Ha::new(t, init("node1", Record::default()));
+    stopped.apply(t, Op::Stop).unwrap();
+    stopped.on_peer_state(t, p.clone());
+    assert!(drain(&mut stopped).is_empty());
+    // nor beside a peer that is not primary, nor when locked
+    let mut beside = Ha::new(t, init("node1", Record::default()));
+    beside.on_peer_state(t, peer(Mode::Default, Status::Running));
+    assert!(drain(&mut beside).is_empty());
+    let locked = Record {
+        mode: Mode::Locked,
+        ..Record::default()
+    };
+    let mut l = Ha::new(t, init("node1", locked));
+    l.on_peer_state(t, p);
+    assert!(drain(&mut l).is_empty());
 }

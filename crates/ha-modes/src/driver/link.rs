@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Event;
-use crate::core::{Op, PeerState};
+use crate::core::{Op, PeerLeave, PeerState};
 use crate::mode::Status;
 use crate::report::HaReport;
 
@@ -41,6 +41,9 @@ pub(crate) enum Request {
     Promote { incarnation: u64, claim: u64 },
     /// "Here is my state; run this command on your node" (a step of `ha start` / `ha stop`).
     Op { op: Op, state: PeerState },
+    /// "I am leaving (a planned stop); my HA-managed servers are stopped" (appended last: the
+    /// variants before keep their numbers on the wire).
+    Leave(PeerLeave),
 }
 
 /// Its answer.
@@ -50,6 +53,8 @@ pub(crate) enum Reply {
     Promote(bool),
     /// The command's outcome: the node's state afterwards, or why it was refused.
     Op(Result<PeerState, String>),
+    /// A leave taken (`Ok`), or why it was refused (stale).
+    Left(Result<(), String>),
 }
 
 /// A request of ours for the peer, with where its answer goes.
@@ -317,6 +322,15 @@ async fn serve(
                     reply: tx_p,
                 });
                 Reply::Promote(rx_p.await.unwrap_or(false))
+            }
+            Request::Leave(leave) => {
+                // not taken in as a report first: the core checks its incarnation before
+                let (tx_l, rx_l) = oneshot::channel();
+                let _ = events.send(Event::PeerLeft { leave, reply: tx_l });
+                Reply::Left(
+                    rx_l.await
+                        .unwrap_or_else(|_| Err("the HA manager stopped".into())),
+                )
             }
             Request::Op { op, state } => {
                 // the command is checked against our state as of now, not a heartbeat ago

@@ -31,7 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::core::plan;
-use crate::core::{Action, Ha, HaInit, Observed, Op, PeerState, Record, Timing};
+use crate::core::{
+    Action, Ha, HaInit, Observed, Op, PairEvent, PeerLeave, PeerState, Record, Timing,
+};
 use crate::mode::{Mode, Status};
 use crate::report::{HaReply, HaReport};
 
@@ -118,6 +120,30 @@ pub enum HaExit {
     Reset(String),
     /// The handle was dropped.
     Stopped,
+    /// This node left the pair in a planned stop ([`HaHandle::leave`]).
+    Left,
+}
+
+/// How a planned stop of this node went ([`HaHandle::leave`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaveOutcome {
+    /// HA is not started here: nothing to hand over (the HA manager has ended).
+    NotStarted,
+    /// The HA-managed servers are stopped (verified) and the peer took the leave: it takes them
+    /// over without fencing this node.
+    Delivered,
+    /// The HA-managed servers are stopped (verified) but the peer did not take the leave (it is
+    /// unreachable, or refused): it will fence this node as a lost one, which is safe.
+    NotDelivered(String),
+    /// The hand-over did not happen: the HA manager reset this node (a server survived its
+    /// stop) or had already ended. The daemon must exit as after an HA reset when `reset`.
+    Failed {
+        /// Why.
+        why: String,
+        /// An HA reset was done (smith log written, HA-managed servers killed).
+        reset: bool,
+    },
 }
 
 /// What reaches the driver task.
@@ -164,6 +190,17 @@ pub(crate) enum Event {
     Fenced(Result<(), String>),
     /// A frame or handshake that failed authentication or decoding: dropped, counted.
     Rejected(String),
+    /// The peer leaves (its planned stop).
+    PeerLeft {
+        leave: PeerLeave,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// This node leaves: the answer says whether HA is started (a hand-over to announce).
+    Leave(oneshot::Sender<bool>),
+    /// The leave to send, once the HA-managed servers are verified down and `left` is durable.
+    MakeLeave(oneshot::Sender<Result<PeerLeave, String>>),
+    /// End the driver (after a leave).
+    End,
 }
 
 /// A cloneable handle to a node's HA manager.
@@ -179,6 +216,7 @@ pub struct HaHandle {
     peer: String,
     stop_wait: Duration,
     start_wait: Duration,
+    peer_timeout: Duration,
 }
 
 /// Starts the HA manager on the current tokio runtime: loads `ha.json`, serves the peer on
@@ -241,6 +279,7 @@ pub fn start(
             + cfg.timing.peer_timeout * 2
             + cfg.timing.fence_delay
             + cfg.fence_timeout,
+        peer_timeout: cfg.timing.peer_timeout,
     };
     let client = tokio::spawn(link::client(
         link_cfg.clone(),
@@ -290,6 +329,8 @@ pub fn start(
         report: report_tx,
         rejected,
         incarnation,
+        history: VecDeque::new(),
+        ended: false,
     };
     let task = tokio::spawn(async move {
         let exit = driver.run(events_rx).await;
@@ -360,6 +401,77 @@ impl HaHandle {
         rx.await.map_err(|_| HaError::Gone)?
     }
 
+    /// A planned stop of this node (SIGTERM, `nm-cli shutdown`, a systemd stop; the StorNext HA
+    /// Manager stops after the service): with HA started, stops the HA-managed servers and waits
+    /// until they are verified gone and `left` is durable in `ha.json`, then tells the peer,
+    /// which takes them over without fencing this node (Sailfin GMS's `PEER_STOP_EVENT`). If the
+    /// peer cannot be told, it fences this node as a lost one (safe: nothing runs here). The HA
+    /// manager ends afterwards in every case; commands in flight fail. Call it once, from the
+    /// node's shutdown, after the standby node manager has stopped.
+    pub async fn leave(&self) -> LeaveOutcome {
+        let gone = |why: &str| LeaveOutcome::Failed {
+            why: why.to_owned(),
+            reset: false,
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Leave(tx)).is_err() {
+            return gone("the HA manager has stopped");
+        }
+        let Ok(started) = rx.await else {
+            return gone("the HA manager has stopped");
+        };
+        let outcome = if started {
+            self.hand_over().await
+        } else {
+            // nothing to announce, but nothing HA-managed is left running either
+            match link::wait_not_primary(self.report.clone(), self.stop_wait).await {
+                Ok(()) => LeaveOutcome::NotStarted,
+                Err(why) => LeaveOutcome::Failed { why, reset: true },
+            }
+        };
+        let _ = self.events.send(Event::End);
+        outcome
+    }
+
+    async fn hand_over(&self) -> LeaveOutcome {
+        let stopped = link::wait_not_primary(self.report.clone(), self.stop_wait).await;
+        // the HA manager resets itself when a server survives its stop: nothing is announced
+        let reset = |why: String| LeaveOutcome::Failed { why, reset: true };
+        if let Err(why) = stopped {
+            return reset(why);
+        }
+        self.sync().await; // `left` durable, the stop's outcome taken in
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::MakeLeave(tx)).is_err() {
+            return reset("the HA manager ended during the hand-over".into());
+        }
+        let leave = match rx.await {
+            Ok(Ok(leave)) => leave,
+            Ok(Err(why)) => return LeaveOutcome::NotDelivered(why),
+            Err(_) => return reset("the HA manager ended during the hand-over".into()),
+        };
+        let (reply, rx) = oneshot::channel();
+        let out = Outgoing {
+            request: Request::Leave(leave),
+            timeout: self.peer_timeout,
+            reply,
+        };
+        if self.outbox.send(out).await.is_err() {
+            return LeaveOutcome::NotDelivered("the HA link has stopped".into());
+        }
+        // bounded: a peer that does not answer is a peer that will fence this node
+        match tokio::time::timeout(self.peer_timeout * 2, rx).await {
+            Ok(Ok(Ok(Reply::Left(Ok(()))))) => LeaveOutcome::Delivered,
+            Ok(Ok(Ok(Reply::Left(Err(why))))) => LeaveOutcome::NotDelivered(why),
+            Ok(Ok(Ok(_))) => LeaveOutcome::NotDelivered("unexpected answer".into()),
+            Ok(Ok(Err(why))) => LeaveOutcome::NotDelivered(why),
+            Ok(Err(_)) => LeaveOutcome::NotDelivered("the HA link has stopped".into()),
+            Err(_) => {
+                LeaveOutcome::NotDelivered(format!("no answer within {:?}", self.peer_timeout * 2))
+            }
+        }
+    }
+
     /// Runs an `nm-cli ha` command (one at a time) and reports both nodes afterwards.
     ///
     /// # Errors
@@ -371,13 +483,10 @@ impl HaHandle {
         let mut steps = vec![];
         let done = match cmd {
             PairCommand::Status => Ok(()),
-            PairCommand::Start => match plan::plan_start(&self.report()) {
-                Ok(plan) => self.carry_out(plan, &mut steps).await,
-                Err(refused) => Err(HaError::Refused(refused.0)),
-            },
+            PairCommand::Start => self.start_pair(&mut steps).await,
             PairCommand::Stop => match plan::plan_stop(&self.report()) {
                 Ok(plan) => {
-                    let done = self.carry_out(plan, &mut steps).await;
+                    let done = self.carry_out(plan, &mut steps).await.map(|_| ());
                     self.sync().await;
                     done
                 }
@@ -419,6 +528,10 @@ struct Driver {
     report: watch::Sender<HaReport>,
     rejected: Arc<AtomicU64>,
     incarnation: u64,
+    /// The pair's last events, stamped, for the report.
+    history: VecDeque<String>,
+    /// [`Event::End`] arrived.
+    ended: bool,
     /// The writer of `ha.json`, off the runtime thread ([`writer`]).
     writes: mpsc::UnboundedSender<Record>,
     /// What was queued to it and has not finished, oldest first.
@@ -497,6 +610,10 @@ impl Driver {
                 },
                 () = sleep_until(deadline) => self.core.on_timeout(now()),
             }
+            if self.ended {
+                self.publish();
+                return HaExit::Left;
+            }
         }
     }
 
@@ -514,8 +631,10 @@ impl Driver {
             let _ = sync.send(());
         }
         let t = now();
+        self.take_events();
         let mut report = HaReport::of(&self.core, t, &self.cfg.peer, &self.cfg.servers);
         report.rejected_frames = self.rejected.load(Ordering::Relaxed);
+        report.events = self.history.iter().cloned().collect();
         self.report.send_if_modified(|old| {
             let changed = *old != report;
             *old = report;
@@ -527,6 +646,45 @@ impl Driver {
         if *self.mine.borrow() != mine {
             mine.seq += 1;
             self.mine.send_replace(mine);
+        }
+    }
+
+    /// The core's events, logged and kept (the last [`HISTORY`]) with their time for the report.
+    fn take_events(&mut self) {
+        let peer = &self.cfg.peer;
+        while let Some(ev) = self.core.poll_event() {
+            let line = match ev {
+                PairEvent::Leaving => {
+                    "this node leaves in a planned stop: HA-managed servers stopped, then the peer told"
+                        .to_owned()
+                }
+                PairEvent::PeerLeft {
+                    servers_stopped: true,
+                    boot,
+                } => format!(
+                    "peer {peer} left (planned stop, boot {boot}), its HA-managed servers stopped: no fence"
+                ),
+                PairEvent::PeerLeft {
+                    servers_stopped: false,
+                    boot,
+                } => format!(
+                    "peer {peer} left (planned stop, boot {boot}) without its HA-managed servers verified stopped: treated as lost"
+                ),
+                PairEvent::LeaveRefused(why) => format!("refused: {why}"),
+                PairEvent::PeerRejoined => {
+                    format!("peer {peer} rejoined after its planned stop")
+                }
+                PairEvent::Rejoined => "this node rejoined after its planned stop".to_owned(),
+                PairEvent::JoinedAsSecondary => format!(
+                    "the peer {peer} is primary with HA started: HA started here (armed secondary)"
+                ),
+            };
+            tracing::warn!("HA pair: {line}");
+            let at = humantime::format_rfc3339_millis(supervisor_core::driver::wall_now());
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(format!("{at} {line}"));
         }
     }
 
@@ -605,6 +763,17 @@ impl Driver {
                 }
                 self.core.on_fence_result(t, r);
             }
+            Event::PeerLeft { leave, reply } => {
+                let _ = reply.send(self.core.on_peer_left(t, leave).map_err(|r| r.0));
+            }
+            Event::Leave(reply) => {
+                let started = self.core.begin_leave(t);
+                let _ = reply.send(started);
+            }
+            Event::MakeLeave(reply) => {
+                let _ = reply.send(self.make_leave());
+            }
+            Event::End => self.ended = true,
             Event::Rejected(why) => {
                 let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
                 if n <= 10 || n.is_power_of_two() {
@@ -612,6 +781,24 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The leave for the peer: only once the HA-managed servers are verified down and the record
+    /// saying `left` is durable (persist, then act).
+    fn make_leave(&mut self) -> Result<PeerLeave, String> {
+        if !self.core.leave_ready() {
+            return Err("the HA-managed servers are not verified stopped".into());
+        }
+        if !self.in_flight.is_empty() || self.durable != self.core.record() {
+            return Err("the HA mode file is not written yet".into());
+        }
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map_or_else(|_| "unknown".to_owned(), |b| b.trim().to_owned());
+        Ok(PeerLeave {
+            state: self.stamped(),
+            boot,
+            servers_stopped: true,
+        })
     }
 
     /// [`HaHandle::server_command`]: decided here, between this core's own decisions. An
@@ -634,7 +821,8 @@ impl Driver {
             Some(format!(
                 "server {name:?} is HA-managed: it runs only on the HA primary, and this node is not primary (see `nm-cli ha status`)"
             ))
-        } else if self.core.stopping() || self.core.reset_reason().is_some() {
+        } else if self.core.stopping() || self.core.leaving() || self.core.reset_reason().is_some()
+        {
             Some(format!(
                 "server {name:?} is HA-managed and this node's HA manager is stopping the HA-managed servers: it is not started (see `nm-cli ha status`)"
             ))
@@ -805,6 +993,9 @@ impl Driver {
         HaExit::Reset(reason.to_owned())
     }
 }
+
+/// How many of the pair's events the report keeps.
+const HISTORY: usize = 8;
 
 /// The driver's one clock read.
 #[allow(clippy::disallowed_methods)]

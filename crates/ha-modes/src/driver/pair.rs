@@ -8,8 +8,8 @@ use tokio::sync::oneshot;
 use super::link::{self, Outgoing, Reply, Request};
 use super::{Event, HaError, HaHandle};
 use crate::core::Op;
-use crate::core::plan::{OnFailedStart, Side, Step};
-use crate::mode::{Mode, Status};
+use crate::core::plan::{self, Awaiting, OnFailedStart, Side, Step};
+use crate::mode::Mode;
 
 /// How long a command waits for the driver to publish (a mode being written) before it answers
 /// with the last report published.
@@ -90,12 +90,39 @@ impl HaHandle {
         }
     }
 
+    /// `ha start`: [`plan::plan_start`] carried out; planned again from the fresh report when a
+    /// peer that was silent communicates before this node is primary (its daemon came up), so
+    /// that it is stopped first and started after, never raced. A bounded number of times.
+    pub(super) async fn start_pair(&self, steps: &mut Vec<String>) -> Result<(), HaError> {
+        for _ in 0..3 {
+            let report = self.report();
+            let plan = plan::plan_start(&report).map_err(|r| HaError::Refused(r.0))?;
+            match self.carry_out(plan, steps).await? {
+                Carried::Done => return Ok(()),
+                Carried::PeerAppeared => {
+                    steps.push(format!(
+                        "{}: the peer {} communicates now: starting over with it",
+                        self.node, self.peer
+                    ));
+                    self.refresh().await;
+                }
+            }
+        }
+        Err(HaError::Failed(format!(
+            "{}: the peer {} keeps appearing and vanishing; see `nm-cli ha status`",
+            self.node, self.peer
+        )))
+    }
+
     /// Carries out a plan of [`crate::core::plan`]: each step in turn, waiting where it says.
     pub(super) async fn carry_out(
         &self,
         plan: Vec<Step>,
         steps: &mut Vec<String>,
-    ) -> Result<(), HaError> {
+    ) -> Result<Carried, HaError> {
+        let at_plan = self.report();
+        let peer_was_silent = !at_plan.communicating;
+        let fences_before = at_plan.fences;
         for step in plan {
             match step {
                 Step::Run(Side::Local, op) => self.local(op, steps).await?,
@@ -109,40 +136,66 @@ impl HaHandle {
                         }
                     }
                 }
-                Step::Note(line) => steps.push(line),
                 Step::AwaitPrimary { on_failed_start } => {
-                    self.await_primary(on_failed_start, steps).await?;
+                    let wait = Waiting {
+                        on_failed_start,
+                        peer_was_silent,
+                        fences_before,
+                    };
+                    if self.await_primary(wait, steps).await? == Carried::PeerAppeared {
+                        return Ok(Carried::PeerAppeared);
+                    }
+                }
+                Step::StartPeer => {
+                    self.refresh().await;
+                    if self.report().communicating {
+                        self.remote(Op::Start, steps).await?;
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(Carried::Done)
     }
 
     /// [`Step::AwaitPrimary`]: until this node is primary with its servers started, or their
-    /// start failed.
-    pub(super) async fn await_primary(
+    /// start failed, or a peer silent at the plan communicates ([`plan::awaiting`] on every
+    /// report). A fence is told in the steps only once the fence command reported success.
+    async fn await_primary(
         &self,
-        on_failed_start: OnFailedStart,
+        wait: Waiting,
         steps: &mut Vec<String>,
-    ) -> Result<(), HaError> {
-        let mut report = self.report.clone();
-        let done = report.wait_for(|r| {
-            (r.local.status == Some(Status::Primary) && !r.starting && !r.stopping)
-                || r.local.ha_idle_failed_startup == Some(true)
-        });
-        // the watch guard is dropped here, before anything else is awaited
-        let failed = match tokio::time::timeout(self.start_wait, done).await {
-            Ok(Ok(now)) => now.local.ha_idle_failed_startup == Some(true),
-            Ok(Err(_)) => return Err(HaError::Gone),
-            Err(_) => {
-                return Err(HaError::Failed(format!(
-                    "{}: not primary after {:?} (fence: {})",
-                    self.node,
-                    self.start_wait,
-                    self.report().fence
-                )));
+    ) -> Result<Carried, HaError> {
+        let mut rx = self.report.clone();
+        let limit = tokio::time::sleep(self.start_wait);
+        tokio::pin!(limit);
+        let mut told_fence = false;
+        let failed = loop {
+            let r = rx.borrow_and_update().clone();
+            if !told_fence && let Some(line) = plan::fenced_line(&r, wait.fences_before) {
+                steps.push(line);
+                told_fence = true;
+            }
+            match plan::awaiting(&r, wait.peer_was_silent) {
+                Awaiting::Primary => break false,
+                Awaiting::FailedStart => break true,
+                Awaiting::PeerAppeared => return Ok(Carried::PeerAppeared),
+                Awaiting::Wait => {}
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(HaError::Gone);
+                },
+                () = &mut limit => {
+                    return Err(HaError::Failed(format!(
+                        "{}: not primary after {:?} (fence: {})",
+                        self.node,
+                        self.start_wait,
+                        self.report().fence
+                    )));
+                }
             }
         };
+        let on_failed_start = wait.on_failed_start;
         if failed {
             // hand the servers back: the peer's HA starts again and, this node being blocked,
             // it becomes primary
@@ -157,8 +210,26 @@ impl HaHandle {
             )));
         }
         steps.push(format!("{}: primary", self.node));
-        Ok(())
+        Ok(Carried::Done)
     }
+}
+
+/// How a plan ended ([`HaHandle::carry_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carried {
+    /// Every step done.
+    Done,
+    /// A peer silent at the plan communicates now: plan again.
+    PeerAppeared,
+}
+
+/// What [`HaHandle::await_primary`] needs from its plan.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    on_failed_start: OnFailedStart,
+    peer_was_silent: bool,
+    /// The report's `fences` when the plan was made.
+    fences_before: u64,
 }
 
 /// A step as the reply's `steps` say it (after the node's name).

@@ -112,11 +112,17 @@ mod tests {
             peerdown: true,
             started: true,
             ha_idle_failed_startup: true,
+            left: false,
         };
         save(d.path(), &rec).unwrap();
         assert_eq!(load(d.path()).unwrap(), rec);
         let text = std::fs::read_to_string(d.path().join(MODE_FILE)).unwrap();
         assert!(text.contains("\"mode\": \"locked\""), "{text}");
+        // `left` is written only when set: a file without it is what older daemons wrote
+        assert!(!text.contains("left"), "{text}");
+        let left = Record { left: true, ..rec };
+        save(d.path(), &left).unwrap();
+        assert_eq!(load(d.path()).unwrap(), left);
     }
 
     #[test]

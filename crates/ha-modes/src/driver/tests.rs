@@ -449,6 +449,8 @@ fn bare_driver(
         in_flight: VecDeque::new(),
         durable: record,
         syncs: vec![],
+        history: VecDeque::new(),
+        ended: false,
     };
     (driver, written)
 }

@@ -296,6 +296,9 @@ pub struct Ha {
     stopping: bool,
     peer: Option<PeerState>,
     heard: Option<Instant>,
+    /// When this node last came back from a stall ([`Ha::on_stalled`]): the peer's silence is
+    /// counted from here at the earliest.
+    stalled_at: Option<Instant>,
     fence: FenceState,
     promoting: Option<(u64, Instant)>,
     next_claim: u64,
@@ -346,6 +349,7 @@ impl Ha {
             stopping: false,
             peer: None,
             heard: None,
+            stalled_at: None,
             fence: FenceState::Idle,
             promoting: None,
             next_claim: 0,
@@ -433,6 +437,17 @@ impl Ha {
 
     /// Time passed; see [`Ha::next_deadline`].
     pub fn on_timeout(&mut self, now: Instant) {
+        self.evaluate(now);
+    }
+
+    /// This node did not run for a while: the driver's timer fired more than two heartbeats after
+    /// the deadline it was set for (SIGSTOP, a frozen VM, a blocked thread). The peer's silence
+    /// meanwhile says nothing about the peer — its messages wait unread — so it is counted again
+    /// from now: like a daemon start, nothing is decided from the peer's absence (no fence, no
+    /// correction, no reset) until a full `peer_timeout` passes without a word from it. A peer that
+    /// really died costs one more `peer_timeout` (as with the standby node manager's watcher).
+    pub fn on_stalled(&mut self, now: Instant) {
+        self.stalled_at = Some(now);
         self.evaluate(now);
     }
 
@@ -640,7 +655,7 @@ impl Ha {
     /// When to call [`Ha::on_timeout`] next (always after the last input's time).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        let silent = self.heard.unwrap_or(self.since) + self.timing.peer_timeout;
+        let silent = self.silence_since() + self.timing.peer_timeout;
         let mut d = vec![silent];
         match self.fence {
             FenceState::Delaying(t) | FenceState::Failed(t) => d.push(t),
@@ -681,7 +696,14 @@ impl Ha {
     /// nothing is decided from the peer's absence.
     #[must_use]
     pub fn silent(&self, now: Instant) -> bool {
-        self.certified_left() || now >= self.heard.unwrap_or(self.since) + self.timing.peer_timeout
+        self.certified_left() || now >= self.silence_since() + self.timing.peer_timeout
+    }
+
+    /// Where the peer's silence is counted from: its last word (or this core's start), or this
+    /// node's return from a stall, whichever is later.
+    fn silence_since(&self) -> Instant {
+        let base = self.heard.unwrap_or(self.since);
+        self.stalled_at.map_or(base, |s| base.max(s))
     }
 
     /// Whether the peer left in a planned stop with its servers verified stopped, and no newer

@@ -110,6 +110,32 @@ fn a_secondary_fences_a_silent_primary_before_it_takes_over() {
 }
 
 #[test]
+fn a_secondary_back_from_a_stall_counts_the_primarys_silence_again_before_it_fences() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", started()));
+    ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
+    assert!(drain(&mut ha).is_empty());
+    // frozen from t + 1 s to t + 8 s: the timer set for t + 3 s fires 5 s late
+    ha.on_stalled(t + ms(8000));
+    assert!(
+        drain(&mut ha).is_empty(),
+        "no fence on a silence it did not watch"
+    );
+    assert!(!ha.silent(t + ms(8000)) && !ha.communicating(t + ms(8000)));
+    assert_eq!(ha.next_deadline(), Some(t + ms(11_000)));
+    // the primary's queued heartbeat is read: it talks, nothing happens
+    ha.on_peer_state(t + ms(8010), peer(Mode::Default, Status::Primary));
+    assert!(drain(&mut ha).is_empty());
+    assert!(ha.communicating(t + ms(8010)));
+    // a primary that really is gone is fenced one peer_timeout after the node's return
+    ha.on_stalled(t + ms(20_000));
+    ha.on_timeout(t + ms(22_999));
+    assert!(drain(&mut ha).is_empty());
+    ha.on_timeout(t + ms(23_000));
+    assert_eq!(drain(&mut ha), [Action::Fence]);
+}
+
+#[test]
 fn a_failed_fence_is_retried_and_never_followed_by_a_takeover() {
     let t = t0();
     let mut ha = Ha::new(t, init("node1", started()));

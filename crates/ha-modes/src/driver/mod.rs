@@ -608,7 +608,18 @@ impl Driver {
                     Some(ev) => self.on_event(ev),
                     None => return HaExit::Stopped,
                 },
-                () = sleep_until(deadline) => self.core.on_timeout(now()),
+                () = sleep_until(deadline) => {
+                    let t = now();
+                    // a timer this late means this process did not run (its peer's messages
+                    // wait unread): the peer's silence meanwhile proves nothing
+                    let stall = 2 * self.cfg.timing.heartbeat;
+                    if deadline.is_some_and(|d| t.saturating_duration_since(d) > stall) {
+                        tracing::warn!(late = ?deadline.map(|d| t.saturating_duration_since(d)), "this node did not run for more than two heartbeats: the peer's silence is counted again from now");
+                        self.core.on_stalled(t);
+                    } else {
+                        self.core.on_timeout(t);
+                    }
+                }
             }
             if self.ended {
                 self.publish();

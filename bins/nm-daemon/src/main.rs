@@ -1,6 +1,7 @@
 //! `nm-daemon --config FILE`: the node manager of one node. Reads `nm.toml`, runs the node
 //! (`nm_node::Node`: servers, HA manager, standby pair, API) in the foreground until SIGTERM or
-//! SIGINT (servers keep running) or `nm-cli shutdown`, and maps how it ended to an exit status.
+//! SIGINT or `nm-cli shutdown` (servers keep running, except HA-managed ones, which are handed
+//! over to the HA peer), and maps how it ended to an exit status.
 //! Everything else lives in the `nm-node` crate.
 
 mod log;

@@ -2,12 +2,15 @@
 //! runtime would) must not fence a healthy peer the moment it runs again: its timer fires late,
 //! before it has read the peer's heartbeats waiting in the socket. The HA driver takes a timer
 //! more than two heartbeats late as its own stall and counts the peer's silence again from then.
+//! (Whether the late timer or the waiting heartbeat reaches the driver first after SIGCONT is the
+//! runtime's choice, so this test can pass without that rule too; the core test
+//! `a_secondary_back_from_a_stall_counts_the_primarys_silence_again_before_it_fences` pins the
+//! rule itself.)
 
 #![allow(clippy::unwrap_used)] // test: a panic is the failure report
 
 use nm_api::HaStatus;
 use nm_tests::ha::{Pair, wait_ha};
-use nm_tests::wait_for;
 use rustix::process::{Pid, Signal, kill_process};
 
 fn signal(pid: u32, sig: Signal) {
@@ -67,10 +70,4 @@ async fn a_secondary_frozen_longer_than_the_peer_timeout_does_not_fence_its_prim
         p.logs()
     );
     assert_eq!(p.hadb(), ["node1"], "{}", p.logs());
-    wait_for("node2 to log its stall", || async {
-        p.n2.read_data("nm.log")
-            .contains("did not run for more than two heartbeats")
-            .then_some(())
-    })
-    .await;
 }

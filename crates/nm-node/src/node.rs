@@ -516,11 +516,22 @@ impl Node {
             other => tracing::info!(?other, "planned stop"),
         }
         // the HA manager ends after a leave: let it close its link
+        let mut done = false;
         if let Some(task) = self.ha_task.take()
             && let Ok(Ok(ha_modes::driver::HaExit::Reset(why))) =
                 tokio::time::timeout(DRAIN, task).await
         {
-            reset = Some(why);
+            (reset, done) = (Some(why), true);
+        }
+        if let Some(why) = &reset
+            && !done
+        {
+            // the leave failed as a reset (a server outlived its stop) but the HA manager did
+            // not carry it out: do its work (the same function), so nothing HA-managed outlives
+            // the daemon and the smith log says why
+            let (cfg, sup) = (&self.handle.cfg, &self.handle.sup);
+            let servers = rules::ha_servers(cfg);
+            ha_modes::driver::reset_effects(&cfg.data_dir, &cfg.node, &servers, sup, why).await;
         }
         reset
     }

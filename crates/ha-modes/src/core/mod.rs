@@ -456,8 +456,10 @@ impl Ha {
     /// stops communicating.
     pub fn on_promote_request(&mut self, now: Instant, incarnation: u64, claim: u64) -> bool {
         self.now = self.now.max(now);
-        if self.peer_left.is_some_and(|(inc, _)| inc == incarnation) {
-            return false; // the leaver's claim, late: it is gone
+        if self.peer_left.is_some() {
+            // the leaver's claim, late; or a new incarnation's claim that overtook its first
+            // report: refused until that report clears the leave (the claim is asked again)
+            return false;
         }
         // a claim names the incarnation that makes it: a later leave of an older one is stale
         self.peer_incarnation = Some(incarnation);

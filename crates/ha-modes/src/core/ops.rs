@@ -41,6 +41,14 @@ impl Ha {
         if let Some(r) = &self.reset {
             return Err(Refused(format!("an HA reset is under way ({r})")));
         }
+        if self.leaving {
+            // a command now could erase `left`, and the restarted daemon would then claim (or
+            // fence) before hearing the peer that took the servers over
+            return Err(Refused(
+                "this node is leaving (a planned stop of its daemon): no HA command is taken"
+                    .into(),
+            ));
+        }
         let comm = self.communicating(now);
         let (_, right, _) = self.pair(now);
         let mode = self.record.mode;

@@ -1045,3 +1045,51 @@ fn a_stopped_node_that_comes_up_beside_a_started_primary_arms_itself_as_secondar
     l.on_peer_state(t, p);
     assert!(drain(&mut l).is_empty());
 }
+
+#[test]
+fn a_leaving_node_takes_no_ha_command_so_nothing_erases_left() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", started()));
+    ha.on_peer_state(t, peer(Mode::Default, Status::Primary));
+    assert!(ha.begin_leave(t + ms(10)));
+    drain(&mut ha);
+    assert!(ha.record().left);
+    for op in [
+        Op::Start,
+        Op::Stop,
+        Op::Peerdown,
+        Op::Mode(Mode::Default),
+        Op::Clear,
+    ] {
+        let refused = ha.check(t + ms(20), op).unwrap_err();
+        assert!(refused.0.contains("leaving"), "{op:?}: {refused}");
+    }
+    assert!(
+        ha.record().left,
+        "still left: the next daemon waits for its peer"
+    );
+}
+
+#[test]
+fn no_claim_is_granted_while_a_leave_stands_not_even_a_new_incarnations() {
+    let t = t0();
+    let mut ha = Ha::new(t, init("node1", Record::default()));
+    ha.on_peer_state(t, peer(Mode::Default, Status::Running));
+    ha.on_peer_left(t + ms(10), leave_of(2, Status::Running))
+        .unwrap();
+    // node2 is back as incarnation 9; its claim overtakes its first report
+    assert!(
+        !ha.on_promote_request(t + ms(20), 9, 1),
+        "refused: the leave still stands"
+    );
+    // its first report clears the leave; the claim, asked again, is granted
+    ha.on_peer_state(
+        t + ms(30),
+        PeerState {
+            incarnation: 9,
+            ..peer(Mode::Default, Status::Running)
+        },
+    );
+    assert!(!ha.peer_left());
+    assert!(ha.on_promote_request(t + ms(40), 9, 2));
+}

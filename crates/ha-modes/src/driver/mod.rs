@@ -112,6 +112,15 @@ pub enum HaError {
     Gone,
 }
 
+/// Why no leave can be sent.
+#[derive(Debug)]
+pub(crate) enum NoLeave {
+    /// Not yet (a write or the stop under way): the peer will fence this node if it leaves now.
+    NotYet(String),
+    /// An HA-managed server runs here although the stop was verified.
+    ServerUp(String),
+}
+
 /// How the driver ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HaExit {
@@ -198,7 +207,7 @@ pub(crate) enum Event {
     /// This node leaves: the answer says whether HA is started (a hand-over to announce).
     Leave(oneshot::Sender<bool>),
     /// The leave to send, once the HA-managed servers are verified down and `left` is durable.
-    MakeLeave(oneshot::Sender<Result<PeerLeave, String>>),
+    MakeLeave(oneshot::Sender<Result<PeerLeave, NoLeave>>),
     /// End the driver (after a leave).
     End,
 }
@@ -447,7 +456,10 @@ impl HaHandle {
         }
         let leave = match rx.await {
             Ok(Ok(leave)) => leave,
-            Ok(Err(why)) => return LeaveOutcome::NotDelivered(why),
+            Ok(Err(NoLeave::NotYet(why))) => return LeaveOutcome::NotDelivered(why),
+            // a server runs although the stop was verified (a start raced it): no leave, and
+            // the node resets (its servers killed) rather than leave one running unwatched
+            Ok(Err(NoLeave::ServerUp(why))) => return reset(why),
             Err(_) => return reset("the HA manager ended during the hand-over".into()),
         };
         let (reply, rx) = oneshot::channel();
@@ -796,12 +808,22 @@ impl Driver {
 
     /// The leave for the peer: only once the HA-managed servers are verified down and the record
     /// saying `left` is durable (persist, then act).
-    fn make_leave(&mut self) -> Result<PeerLeave, String> {
+    fn make_leave(&mut self) -> Result<PeerLeave, NoLeave> {
         if !self.core.leave_ready() {
-            return Err("the HA-managed servers are not verified stopped".into());
+            return Err(NoLeave::NotYet(
+                "the HA-managed servers are not verified stopped".into(),
+            ));
         }
         if !self.in_flight.is_empty() || self.durable != self.core.record() {
-            return Err("the HA mode file is not written yet".into());
+            return Err(NoLeave::NotYet(
+                "the HA mode file is not written yet".into(),
+            ));
+        }
+        // the supervisor's own word too: a start that raced the stop may have left one running
+        if observe(&self.sup.snapshot(), &self.cfg.servers) != Observed::Down {
+            return Err(NoLeave::ServerUp(
+                "an HA-managed server still runs here (or may: UNKNOWN) after the stop".into(),
+            ));
         }
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .map_or_else(|_| "unknown".to_owned(), |b| b.trim().to_owned());

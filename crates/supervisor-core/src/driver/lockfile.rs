@@ -142,9 +142,10 @@ impl LockDir {
     }
 
     /// Reads the stop marker of `server`, telling a marker of `boot` (the boot stop markers are
-    /// kept within) from any other. A marker that cannot be read as a [`StopRecord`] (one
-    /// written by an older nm, or damaged) is an operator's stop of no known boot: a daemon
-    /// start drops it, as before, and a takeover keeps it.
+    /// kept within) from any other. A marker whose content is not a [`StopRecord`] (one written
+    /// by an older nm, or damaged) is an operator's stop of no known boot: a daemon start drops
+    /// it, as before, and a takeover keeps it. A marker that cannot be read at all is taken as a
+    /// stop of this boot: the server stays down.
     #[must_use]
     pub fn read_stop_marker(&self, server: &ServerName, boot: &str) -> StopMarker {
         match std::fs::read(self.stop_marker(server)) {
@@ -161,7 +162,13 @@ impl LockDir {
                 },
                 Err(_) => StopMarker::unknown(),
             },
-            Err(_) => StopMarker::unknown(),
+            // a marker that is there but cannot be read (EACCES, EIO): the stop may well be of
+            // this boot, so the server stays down and the file stays (DESIGN §4.3)
+            Err(_) => StopMarker::Present {
+                cause: DownCause::Operator,
+                at: None,
+                boot: Boot::This,
+            },
         }
     }
 
@@ -545,7 +552,18 @@ mod tests {
             dir.read_stop_marker(&name("a"), "boot"),
             StopMarker::unknown()
         );
+        // one that cannot be read at all (here: a directory in its place) keeps the server down
         dir.clear_stopped(&name("a")).unwrap();
+        std::fs::create_dir(dir.stop_marker(&name("a"))).unwrap();
+        assert_eq!(
+            dir.read_stop_marker(&name("a"), "boot"),
+            StopMarker::Present {
+                cause: DownCause::Operator,
+                at: None,
+                boot: Boot::This
+            }
+        );
+        std::fs::remove_dir(dir.stop_marker(&name("a"))).unwrap();
         assert_eq!(dir.read_stop_marker(&name("a"), "boot"), StopMarker::Absent);
     }
 

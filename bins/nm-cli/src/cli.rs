@@ -144,6 +144,10 @@ pub(crate) struct ServerLog {
     /// The stderr log instead of stdout
     #[arg(long)]
     pub(crate) stderr: bool,
+    /// Print the bytes as they are, escape sequences included (on a terminal, control
+    /// characters are otherwise shown as `^[`…, not obeyed; a pipe always gets the raw bytes)
+    #[arg(long)]
+    pub(crate) raw: bool,
 }
 
 /// `nm-cli nm …`.

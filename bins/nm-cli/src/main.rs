@@ -6,6 +6,7 @@
 
 mod cli;
 mod endpoint;
+mod escape;
 mod exit;
 mod render;
 
@@ -133,7 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "stream=stdout"
             };
             let query = log_query(Some(stream), log.tail, log.follow);
-            stream_log(&client, &format!("/v1/servers/{}/log{query}", log.name)).await
+            // a server's bytes may hold escape sequences: shown, not obeyed, on a terminal
+            let escape = !log.raw && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let path = format!("/v1/servers/{}/log{query}", log.name);
+            stream_log(&client, &path, escape.then(escape::Escaper::default)).await
         }
         DaemonCommand::Nm(NmCommand::Log {
             tail,
@@ -141,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             follow,
         }) => {
             let query = log_query(standby.then_some("standby=true"), tail, follow);
-            stream_log(&client, &format!("/v1/nm/log{query}")).await
+            stream_log(&client, &format!("/v1/nm/log{query}"), None).await
         }
         DaemonCommand::Ha(cmd) => {
             let path = match &cmd {
@@ -249,7 +253,12 @@ async fn within<T>(
 }
 
 /// Copies a text answer to stdout as it arrives, so `--follow` shows lines as they are written.
-async fn stream_log(client: &Client, path: &str) -> anyhow::Result<()> {
+/// Streams a log to stdout, through `escaper` when given.
+async fn stream_log(
+    client: &Client,
+    path: &str,
+    mut escaper: Option<escape::Escaper>,
+) -> anyhow::Result<()> {
     let response = within(client, ANSWER_WITHIN, client.get_stream(path)).await?;
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
@@ -258,11 +267,18 @@ async fn stream_log(client: &Client, path: &str) -> anyhow::Result<()> {
             detail: format!("log stream broke: {e}"),
         })?;
         if let Ok(data) = frame.into_data() {
+            let data = match &mut escaper {
+                Some(e) => e.escape(&data).into(),
+                None => data,
+            };
             match write_stdout(&data) {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()), // reader gone
                 other => other.context("writing to stdout")?,
             }
         }
+    }
+    if let Some(rest) = escaper.as_mut().map(escape::Escaper::finish) {
+        print_bytes(&rest)?;
     }
     Ok(())
 }

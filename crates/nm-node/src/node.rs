@@ -354,19 +354,29 @@ impl Node {
         };
         let (stop_http, stopping) = watch::channel(false);
         let mut http = vec![];
+        // after raise_nofile: the caps are shares of the open-file limit left after a reserve
+        // for the servers, so API clients never starve spawning and restarting
+        let (tcp_limits, unix_limits) = api::Limits::for_this_process(cfg.servers.len());
         if let Some(tcp) = tcp {
             http.push(api::serve(
                 tcp,
-                api::router(state.clone(), true),
+                api::router(state.clone(), true, tcp_limits),
+                tcp_limits,
                 stopping.clone(),
             ));
         }
         if let Some(unix) = unix {
-            http.push(api::serve(unix, api::router(state, false), stopping));
+            http.push(api::serve(
+                unix,
+                api::router(state, false, unix_limits),
+                unix_limits,
+                stopping,
+            ));
         }
         tracing::info!(
             node = %cfg.node, pid = handle.pid, listen = %cfg.listen, socket = %sock_path.display(),
             servers = cfg.servers.len(), standby_port = cfg.standby.map(|p| p.port),
+            tcp_connections = tcp_limits.connections, socket_connections = unix_limits.connections,
             "nm-daemon started"
         );
         Ok(Self {

@@ -11,73 +11,134 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use inotify::{Inotify, WatchMask};
 
-/// The most a follow stream reads at once.
-const FOLLOW_CHUNK: u64 = 1 << 20;
+/// The most a log stream reads (and holds) at once.
+const CHUNK: u64 = 64 << 10;
 
 /// How much of a file `tail` reads back at most.
 const MAX_TAIL_BYTES: u64 = 16 << 20;
 
-/// The answer for a log route.
-pub(crate) async fn serve(path: PathBuf, tail: Option<usize>, follow: bool) -> Response {
+/// The answer for a log route: streamed in [`CHUNK`]s, so a reader holds one chunk at a time
+/// whatever it asked for. `slot` (a log-read slot of the listener) is held until the body ends.
+pub(crate) async fn serve(
+    path: PathBuf,
+    tail: Option<usize>,
+    follow: bool,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
     let start = match tokio::task::spawn_blocking({
         let path = path.clone();
-        move || read_tail(&path, tail)
+        move || tail_start(&path, tail)
     })
     .await
     {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound && follow => (Vec::new(), 0),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
-        Ok(Err(e)) => {
-            let body = nm_api::ErrorBody {
-                error: format!("cannot read {}: {e}", path.display()),
-            };
-            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
-        }
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (0, 0),
+        Ok(Err(e)) => return error(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return error(format!("cannot read {}: {e}", path.display())),
     };
-    let (head, offset) = start;
+    let (from, len) = start;
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !follow {
-        return (text, head).into_response();
-    }
-    let first =
-        futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(head)) });
-    let rest = follow_stream(path, offset);
-    (text, Body::from_stream(first.chain(rest))).into_response()
+    let body = if follow {
+        Body::from_stream(with_slot(follow_stream(path, from), slot))
+    } else {
+        Body::from_stream(with_slot(range_stream(path, from, len), slot))
+    };
+    (text, body).into_response()
 }
 
-/// The last `tail` lines of `path` (all of it if `None`, up to 16 MiB), and the file length read
-/// up to.
-fn read_tail(path: &Path, tail: Option<usize>) -> std::io::Result<(Vec<u8>, u64)> {
+fn error(error: String) -> Response {
+    let body = nm_api::ErrorBody { error };
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// `stream`, holding `slot` until it ends or is dropped (the client went away).
+fn with_slot<S: futures_util::Stream + Send + 'static>(
+    stream: S,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> impl futures_util::Stream<Item = S::Item> + Send + 'static {
+    stream.map(move |item| {
+        let _held = &slot;
+        item
+    })
+}
+
+/// Where the last `tail` lines of `path` start (the last 16 MiB if `None`), and its length: read
+/// backwards in chunks, never more than one held.
+fn tail_start(path: &Path, tail: Option<usize>) -> std::io::Result<(u64, u64)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
-    let from = len.saturating_sub(MAX_TAIL_BYTES);
-    f.seek(SeekFrom::Start(from))?;
-    let mut buf = Vec::new();
-    f.by_ref().take(len - from).read_to_end(&mut buf)?;
-    if let Some(n) = tail {
-        let mut cut = buf.len();
-        let body = if buf.ends_with(b"\n") {
-            &buf[..buf.len() - 1]
-        } else {
-            &buf[..]
-        };
-        let mut seen = 0;
-        for (i, b) in body.iter().enumerate().rev() {
+    let floor = len.saturating_sub(MAX_TAIL_BYTES);
+    let Some(n) = tail else {
+        return Ok((floor, len));
+    };
+    if n == 0 {
+        return Ok((len, len));
+    }
+    // a final newline ends the last line; it does not start another
+    let mut end = len;
+    let mut seen = 0;
+    let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(1 << 16)];
+    let mut skip_final = true;
+    while end > floor {
+        let from = end.saturating_sub(CHUNK).max(floor);
+        let chunk = &mut buf[..usize::try_from(end - from).unwrap_or(0)];
+        f.seek(SeekFrom::Start(from))?;
+        f.read_exact(chunk)?;
+        for (i, b) in chunk.iter().enumerate().rev() {
+            let at = from + i as u64;
+            if skip_final {
+                skip_final = false;
+                if at + 1 == len && *b == b'\n' {
+                    continue;
+                }
+            }
             if *b == b'\n' {
                 seen += 1;
                 if seen == n {
-                    cut = i + 1;
-                    break;
+                    return Ok((at + 1, len));
                 }
             }
         }
-        let start = if seen == n { cut } else { 0 };
-        let start = if n == 0 { buf.len() } else { start };
-        buf.drain(..start);
+        end = from;
     }
-    Ok((buf, len))
+    Ok((floor, len))
+}
+
+/// The bytes of `path` from `from` to `to`, in chunks.
+fn range_stream(
+    path: PathBuf,
+    from: u64,
+    to: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold((None::<std::fs::File>, from), move |(file, at)| {
+        let path = path.clone();
+        async move {
+            if at >= to {
+                return Ok(None);
+            }
+            let want = (to - at).min(CHUNK);
+            let (file, bytes) = tokio::task::spawn_blocking(move || {
+                let mut f = match file {
+                    Some(f) => f,
+                    None => {
+                        let mut f = std::fs::File::open(&path)?;
+                        f.seek(SeekFrom::Start(at))?;
+                        f
+                    }
+                };
+                let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+                f.by_ref().take(want).read_to_end(&mut buf)?;
+                Ok::<_, std::io::Error>((f, buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            if bytes.is_empty() {
+                return Ok(None); // truncated meanwhile
+            }
+            let next = at + bytes.len() as u64;
+            Ok(Some((Bytes::from(bytes), (Some(file), next))))
+        }
+    })
 }
 
 /// Bytes appended to `path` after `offset`, as they come.
@@ -138,8 +199,7 @@ fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
     }
     f.seek(SeekFrom::Start(*offset))?;
     let mut buf = Vec::new();
-    f.take((len - *offset).min(FOLLOW_CHUNK))
-        .read_to_end(&mut buf)?;
+    f.take((len - *offset).min(CHUNK)).read_to_end(&mut buf)?;
     *offset += buf.len() as u64;
     Ok(buf)
 }
@@ -154,16 +214,61 @@ fn tokio_stream_from<T: Send + 'static>(
 mod tests {
     use super::*;
 
+    fn tail(p: &Path, n: Option<usize>) -> Vec<u8> {
+        let (from, len) = tail_start(p, n).unwrap();
+        let all = std::fs::read(p).unwrap();
+        all[usize::try_from(from).unwrap()..usize::try_from(len).unwrap()].to_vec()
+    }
+
     #[test]
     fn tail_returns_the_last_lines() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("x.log");
         std::fs::write(&p, "a\nb\nc\n").unwrap();
-        assert_eq!(read_tail(&p, Some(2)).unwrap().0, b"b\nc\n");
-        assert_eq!(read_tail(&p, Some(10)).unwrap().0, b"a\nb\nc\n");
-        assert_eq!(read_tail(&p, None).unwrap(), (b"a\nb\nc\n".to_vec(), 6));
-        assert_eq!(read_tail(&p, Some(0)).unwrap().0, b"");
+        assert_eq!(tail(&p, Some(2)), b"b\nc\n");
+        assert_eq!(tail(&p, Some(10)), b"a\nb\nc\n");
+        assert_eq!(tail_start(&p, None).unwrap(), (0, 6));
+        assert_eq!(tail(&p, Some(0)), b"");
         std::fs::write(&p, "a\nb").unwrap();
-        assert_eq!(read_tail(&p, Some(1)).unwrap().0, b"b");
+        assert_eq!(tail(&p, Some(1)), b"b");
+        assert_eq!(tail(&p, Some(2)), b"a\nb");
+        std::fs::write(&p, "\n\n").unwrap();
+        assert_eq!(tail(&p, Some(1)), b"\n");
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(tail(&p, Some(3)), b"");
+    }
+
+    #[test]
+    fn tail_reads_back_across_chunks_and_stops_at_16_mib() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.log");
+        // lines longer than a chunk, so the search crosses chunk boundaries
+        let line = |c: u8| {
+            let mut l = vec![c; 100_000];
+            l.push(b'\n');
+            l
+        };
+        let text: Vec<u8> = (b'a'..=b'e').flat_map(line).collect();
+        std::fs::write(&p, &text).unwrap();
+        assert_eq!(tail(&p, Some(2)), [line(b'd'), line(b'e')].concat());
+        assert_eq!(tail(&p, Some(5)), text);
+        // one 17 MiB line: only its last 16 MiB are served
+        std::fs::write(&p, vec![b'x'; 17 << 20]).unwrap();
+        assert_eq!(tail_start(&p, Some(1)).unwrap(), (1 << 20, 17 << 20));
+        assert_eq!(tail_start(&p, None).unwrap(), (1 << 20, 17 << 20));
+    }
+
+    #[tokio::test]
+    async fn a_range_is_streamed_in_bounded_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.log");
+        let text: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &text).unwrap();
+        let chunks: Vec<Bytes> = range_stream(p.clone(), 10, 250_000)
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        assert!(chunks.iter().all(|c| c.len() as u64 <= CHUNK));
+        assert_eq!(chunks.concat(), text[10..250_000]);
     }
 }

@@ -24,6 +24,9 @@ use crate::node::{NodeHandle, Refusal};
 
 mod logview;
 mod metrics;
+mod serving;
+
+pub(crate) use serving::{Limits, serve};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -37,27 +40,43 @@ pub(crate) struct AppState {
         Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownReply>>>>,
 }
 
-/// Serves `router` on `listener` until `stop` turns true.
-pub(crate) fn serve<L>(
-    listener: L,
-    router: Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    )
+/// What one listener's handlers share besides the node: its own log-read slots.
+#[derive(Clone)]
+struct Listener {
+    state: AppState,
+    log_reads: Arc<tokio::sync::Semaphore>,
+    max_log_reads: usize,
 }
 
-/// The routes; `authenticated` adds the bearer-token check (TCP).
-pub(crate) fn router(state: AppState, authenticated: bool) -> Router {
+impl Listener {
+    /// Serves a log file while holding a log-read slot until the answer (a `--follow` stream
+    /// included) is done; 503 with `Retry-After` when all are taken.
+    async fn log(&self, path: std::path::PathBuf, tail: Option<usize>, follow: bool) -> Response {
+        if let Ok(slot) = self.log_reads.clone().try_acquire_owned() {
+            return logview::serve(path, tail, follow, slot).await;
+        }
+        let mut resp = err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many log reads in progress on this listener (at most {}): try again later",
+                self.max_log_reads
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp
+    }
+}
+
+/// The routes; `authenticated` adds the bearer-token check (TCP). Each router has its own
+/// `limits.log_reads` slots, so TCP clients never take the Unix socket's.
+pub(crate) fn router(state: AppState, authenticated: bool, limits: Limits) -> Router {
+    let token = state.token.clone();
+    let state = Listener {
+        state,
+        log_reads: Arc::new(tokio::sync::Semaphore::new(limits.log_reads)),
+        max_log_reads: limits.log_reads,
+    };
     let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/servers", get(list))
@@ -83,14 +102,49 @@ pub(crate) fn router(state: AppState, authenticated: bool) -> Router {
             )
         });
     let api = if authenticated {
-        api.layer(axum::middleware::from_fn_with_state(
-            state.token.clone(),
-            require_token,
-        ))
+        api.layer(axum::middleware::from_fn_with_state(token, require_token))
     } else {
         api
     };
+    // outermost: also covers the token check's and axum's own rejections
     api.with_state(state)
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// The most of a non-JSON error body turned into a JSON one (axum's rejections are one line).
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Every 4xx/5xx answer is JSON `{"error": "..."}` (docs/api.md): an error that is not (axum's
+/// rejections of a path, a body too large, …) gets its text wrapped.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut json = err(status, error);
+    // keep what the rejection said besides its body (`Allow`, `WWW-Authenticate`, …)
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 /// 401 and no change unless `Authorization: Bearer TOKEN` matches (compared in constant time).
@@ -153,11 +207,11 @@ pub(crate) fn server_info(s: &ServerStatus) -> ServerInfo {
     }
 }
 
-async fn status(State(st): State<AppState>) -> Json<NodeStatus> {
+async fn status(State(Listener { state: st, .. }): State<Listener>) -> Json<NodeStatus> {
     Json(st.node.status())
 }
 
-async fn list(State(st): State<AppState>) -> Json<Vec<ServerInfo>> {
+async fn list(State(Listener { state: st, .. }): State<Listener>) -> Json<Vec<ServerInfo>> {
     Json(
         st.node
             .sup
@@ -210,7 +264,10 @@ fn nearest<'a>(given: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a 
         .map(|(_, n)| n)
 }
 
-async fn one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+async fn one(
+    State(Listener { state: st, .. }): State<Listener>,
+    Path(name): Path<String>,
+) -> Response {
     match find(&st, &name) {
         Ok(s) => Json(server_info(&s)).into_response(),
         Err(e) => e.into_response(),
@@ -218,7 +275,7 @@ async fn one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
 }
 
 async fn command(
-    State(st): State<AppState>,
+    State(Listener { state: st, .. }): State<Listener>,
     Path((name, command)): Path<(String, String)>,
     q: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Response {
@@ -325,7 +382,7 @@ fn settled(command: Command, gen0: u64, s: &ServerStatus) -> bool {
 }
 
 async fn server_log(
-    State(st): State<AppState>,
+    State(l): State<Listener>,
     Path(name): Path<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Response {
@@ -333,7 +390,8 @@ async fn server_log(
         Ok(Query(q)) => q,
         Err(e) => return bad_query(&e),
     };
-    let s = match find(&st, &name) {
+    let st = &l.state;
+    let s = match find(st, &name) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -341,7 +399,7 @@ async fn server_log(
         LogStream::Stdout => s.stdout_log,
         LogStream::Stderr => s.stderr_log,
     };
-    logview::serve(path, q.tail, q.follow).await
+    l.log(path, q.tail, q.follow).await
 }
 
 #[derive(serde::Deserialize)]
@@ -356,13 +414,14 @@ struct NmLogQuery {
 }
 
 async fn nm_log(
-    State(st): State<AppState>,
+    State(l): State<Listener>,
     q: Result<Query<NmLogQuery>, QueryRejection>,
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return bad_query(&e),
     };
+    let st = &l.state;
     let path = if q.standby {
         match st
             .node
@@ -381,23 +440,41 @@ async fn nm_log(
     } else {
         st.node.cfg.data_dir.join("nm.log")
     };
-    logview::serve(path, q.tail, q.follow).await
+    l.log(path, q.tail, q.follow).await
 }
 
-async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
-    // an empty body means the defaults; anything else must be a valid request (unknown fields
-    // refused), so a typo never shuts down with the wrong choice
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
-        ShutdownRequest::default()
-    } else {
-        match serde_json::from_slice::<ShutdownRequest>(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad shutdown request: {e}"),
-                );
-            }
+/// The largest shutdown request read (it is a handful of booleans).
+const MAX_SHUTDOWN_BODY: usize = 4096;
+
+async fn shutdown(State(Listener { state: st, .. }): State<Listener>, req: Request) -> Response {
+    // a body that trickles in holds no connection for long (the header timeout has stopped)
+    let body = match tokio::time::timeout(
+        serving::HEADER_TIMEOUT,
+        axum::body::to_bytes(req.into_body(), MAX_SHUTDOWN_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("shutdown request larger than {MAX_SHUTDOWN_BODY} bytes, or cut short"),
+            );
+        }
+        Err(_) => {
+            return err(
+                StatusCode::REQUEST_TIMEOUT,
+                "the shutdown request's body did not arrive in time".into(),
+            );
+        }
+    };
+    let req = match shutdown_request(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("bad shutdown request: {e}"),
+            );
         }
     };
     // take the receiver and let go of the lock at once: a second request gets 409, not a wait
@@ -422,7 +499,21 @@ async fn shutdown(State(st): State<AppState>, body: axum::body::Bytes) -> Respon
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+/// The request in a shutdown body: empty means the defaults; anything else must be a JSON object
+/// with known fields only, so a typo (or `[true]`, which serde would read as the first field)
+/// never shuts down with the wrong choice.
+fn shutdown_request(body: &[u8]) -> Result<ShutdownRequest, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ShutdownRequest::default());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("the body must be a JSON object (or empty)".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+async fn metrics(State(Listener { state: st, .. }): State<Listener>) -> Response {
     match metrics::render(&st.node) {
         Ok(text) => (
             [(
@@ -437,12 +528,15 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /v1/ha`: both nodes' modes and statuses (after an exchange with the peer).
-async fn ha_status(State(st): State<AppState>) -> Response {
+async fn ha_status(State(Listener { state: st, .. }): State<Listener>) -> Response {
     ha_run(&st, ha_modes::driver::PairCommand::Status).await
 }
 
 /// `POST /v1/ha/{command}`.
-async fn ha_command(State(st): State<AppState>, Path(command): Path<String>) -> Response {
+async fn ha_command(
+    State(Listener { state: st, .. }): State<Listener>,
+    Path(command): Path<String>,
+) -> Response {
     use ha_modes::driver::PairCommand as P;
     let cmd = match command.as_str() {
         "start" => P::Start,
@@ -465,7 +559,10 @@ async fn ha_command(State(st): State<AppState>, Path(command): Path<String>) -> 
 }
 
 /// `POST /v1/ha/mode/{mode}`.
-async fn ha_mode(State(st): State<AppState>, Path(mode): Path<String>) -> Response {
+async fn ha_mode(
+    State(Listener { state: st, .. }): State<Listener>,
+    Path(mode): Path<String>,
+) -> Response {
     match mode.parse::<ha_modes::Mode>() {
         Ok(m) => ha_run(&st, ha_modes::driver::PairCommand::Mode(m)).await,
         Err(e) => err(StatusCode::BAD_REQUEST, e),
@@ -500,7 +597,80 @@ async fn ha_run(st: &AppState, cmd: ha_modes::driver::PairCommand) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest;
+    use super::{json_errors, nearest, shutdown_request};
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::Path;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    #[test]
+    fn a_shutdown_body_is_a_json_object_or_empty() {
+        assert!(!shutdown_request(b"").unwrap().stop_servers);
+        assert!(!shutdown_request(b" \n").unwrap().stop_servers);
+        assert!(!shutdown_request(b"{}").unwrap().stop_servers);
+        assert!(
+            shutdown_request(br#"{"stop_servers": true}"#)
+                .unwrap()
+                .stop_servers
+        );
+        for bad in [
+            &b"[]"[..],
+            b"[true]",
+            b"true",
+            b"\"x\"",
+            b"null",
+            b"1",
+            b"{",
+            br#"{"stop_server": true}"#,
+        ] {
+            let e = shutdown_request(bad).unwrap_err();
+            assert!(!e.is_empty(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    async fn call(router: Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = router.oneshot(req).await.unwrap();
+        let status = resp.status();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json",
+            "{status}"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn axums_own_rejections_are_json_errors() {
+        let router = || {
+            Router::new()
+                .route(
+                    "/n/{n}",
+                    post(|Path(n): Path<u32>, _: axum::body::Bytes| async move { n.to_string() }),
+                )
+                .layer(axum::middleware::from_fn(json_errors))
+        };
+        let req = |uri: &str, body: Vec<u8>| Request::post(uri).body(Body::from(body)).unwrap();
+        let (status, body) = call(router(), req("/n/x", vec![])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("parse"), "{body}");
+        // axum's default body limit is 2 MB
+        let (status, body) = call(router(), req("/n/1", vec![b'x'; 3 << 20])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body["error"].is_string(), "{body}");
+        let (status, body) = call(router(), req("/nowhere", vec![])).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not found");
+        let (status, _) = call(router(), Request::get("/n/1").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        // a success passes untouched
+        let resp = router().oneshot(req("/n/7", vec![])).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
 
     #[test]
     fn a_mistyped_server_name_gets_the_nearest_configured_one() {

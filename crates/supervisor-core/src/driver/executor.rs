@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -68,6 +68,42 @@ pub(super) struct Executor {
     pub(super) writer: OrderedWriter,
 }
 
+/// How long a spawn is retried while file descriptors are short.
+const FD_RETRY_FOR: Duration = Duration::from_secs(3);
+/// The first pause before such a retry; it doubles up to [`FD_RETRY_MAX`].
+const FD_RETRY_FIRST: Duration = Duration::from_millis(10);
+const FD_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Why a spawn failed.
+#[derive(Debug)]
+pub(super) struct SpawnError {
+    /// One line, for the core and the log.
+    pub(super) reason: String,
+    /// For lack of file descriptors (`EMFILE`, `ENFILE`): worth retrying in a moment.
+    pub(super) out_of_fds: bool,
+}
+
+impl SpawnError {
+    fn io(context: String, e: &io::Error) -> Self {
+        Self {
+            reason: format!("{context}: {e}"),
+            out_of_fds: is_out_of_fds(e),
+        }
+    }
+
+    fn other(reason: String) -> Self {
+        Self {
+            reason,
+            out_of_fds: false,
+        }
+    }
+}
+
+/// Whether `e` says the process or the system has no file descriptor left.
+pub(super) fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 impl Executor {
     /// Runs one action; `Err` is fed back to the core as `on_action_failed`. Lock-file writes
     /// go to the ordered writer and are awaited: the driver's task waits for the disk, the
@@ -84,7 +120,9 @@ impl Executor {
                 restart_count,
             } => {
                 let spec = core.spec(server).cloned().ok_or("unknown server")?;
-                let (pid, mut record) = self.spawn(&spec, *generation, *restart_count).await?;
+                let (pid, mut record) = self
+                    .spawn_retrying(&spec, *generation, *restart_count)
+                    .await?;
                 // the child is on its way: the bookkeeping below is off the restart's path
                 record.restarts = core
                     .restart_history(server, now())
@@ -211,19 +249,49 @@ impl Executor {
         self.writer.submit(move || f(&locks))
     }
 
-    pub(super) async fn spawn(
+    /// [`Self::spawn`], retried for up to [`FD_RETRY_FOR`] while it fails for lack of file
+    /// descriptors (`EMFILE`, `ENFILE`: a shortage of the daemon or of the system, not a fault of
+    /// the server), so a passing shortage is not reported to the core, where a failed restart
+    /// counts as a crash and a failed first start gives up. The run loop waits meanwhile (the
+    /// server stays STARTING, which no command changes before its spawn's outcome).
+    pub(super) async fn spawn_retrying(
         &mut self,
         spec: &ServerSpec,
         generation: Generation,
         restart_count: u32,
     ) -> Result<(Pid, LockRecord), String> {
+        let until = now() + FD_RETRY_FOR;
+        let mut pause = FD_RETRY_FIRST;
+        loop {
+            match self.spawn(spec, generation, restart_count).await {
+                Ok(started) => return Ok(started),
+                Err(e) if e.out_of_fds && now() + pause < until => {
+                    tracing::warn!(target: "supervisor_core::driver", server = %spec.name, "{}: retrying in {pause:?}", e.reason);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(FD_RETRY_MAX);
+                }
+                Err(e) => return Err(e.reason),
+            }
+        }
+    }
+
+    pub(super) async fn spawn(
+        &mut self,
+        spec: &ServerSpec,
+        generation: Generation,
+        restart_count: u32,
+    ) -> Result<(Pid, LockRecord), SpawnError> {
         let name = &spec.name;
-        let new_token =
-            || process::new_token().map_err(|e| format!("no randomness for the server token: {e}"));
-        let (out, err) = self
-            .logs
-            .open_for_child(name)
-            .map_err(|e| format!("cannot open log {}: {e}", self.logs.stdout(name).display()))?;
+        let new_token = || {
+            process::new_token()
+                .map_err(|e| SpawnError::other(format!("no randomness for the server token: {e}")))
+        };
+        let (out, err) = self.logs.open_for_child(name).map_err(|e| {
+            SpawnError::io(
+                format!("cannot open log {}", self.logs.stdout(name).display()),
+                &e,
+            )
+        })?;
         // The token of this start must be on disk before the spawn, so that a daemon dying
         // right after it cannot leave a process that recovery does not know (a second copy would
         // follow). The previous start's lock file reserved it already (`next_token`, fsync'd
@@ -255,9 +323,12 @@ impl Executor {
                 self.on_disk(move |locks| locks.write(&rec))
                     .await
                     .map_err(|e| {
-                        format!(
-                            "cannot record the start in {}: {e}",
-                            self.locks.path(name).display()
+                        SpawnError::io(
+                            format!(
+                                "cannot record the start in {}",
+                                self.locks.path(name).display()
+                            ),
+                            &e,
                         )
                     })?;
                 self.records.insert(name.clone(), record.clone());
@@ -265,7 +336,7 @@ impl Executor {
             }
         };
         let pid = process::spawn(spec, &token, out, err, None)
-            .map_err(|e| format!("executing {:?}: {e}", spec.command.program()))?;
+            .map_err(|e| SpawnError::io(format!("executing {:?}", spec.command.program()), &e))?;
         // The child is unreaped until we reap it, so this pidfd is surely its.
         let pidfd = match PidFd::open(pid) {
             Ok(fd) => fd,
@@ -273,7 +344,7 @@ impl Executor {
                 // without a pidfd it cannot be watched: kill it and reap it here (no zombie)
                 let _ = process::signal_group(pid, Signal::Kill);
                 process::reap_blocking(pid);
-                return Err(format!("pidfd_open({pid}): {e}"));
+                return Err(SpawnError::io(format!("pidfd_open({pid})"), &e));
             }
         };
         let start_time = match process::proc_stat(pid) {
@@ -282,7 +353,7 @@ impl Executor {
                 // without its start time it could never be adopted again: do not run it
                 let _ = process::signal_group(pid, Signal::Kill);
                 process::reap_blocking(pid);
-                return Err(format!("reading /proc/{pid}/stat: {e}"));
+                return Err(SpawnError::io(format!("reading /proc/{pid}/stat"), &e));
             }
         };
         self.watch(name.clone(), generation, pid, pid, pidfd, true);

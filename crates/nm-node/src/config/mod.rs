@@ -145,13 +145,26 @@ impl ConfigError {
 /// Reads, parses and checks the node config at `path`.
 ///
 /// # Errors
-/// [`ConfigError::Unreadable`] when the file cannot be read; otherwise as [`parse`] (a file that
+/// [`ConfigError::Unreadable`] when the file cannot be read or is larger than
+/// [`MAX_CONFIG_SIZE`]; otherwise as [`parse`] (a file that
 /// is not UTF-8 is [`ConfigError::Invalid`] at its first bad byte).
 pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::Unreadable {
+    use std::io::Read;
+    let unreadable = |reason: String| ConfigError::Unreadable {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        // a config is a few kilobytes; this bounds what a mistake (`/dev/zero`) costs
+        return Err(unreadable(format!(
+            "larger than {} MiB: not a node config",
+            MAX_CONFIG_SIZE >> 20
+        )));
+    }
     match std::str::from_utf8(&bytes) {
         Ok(text) => parse(text, path),
         Err(e) => {
@@ -203,6 +216,10 @@ pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
         Some((span, message)) => Err(invalid(path, text, span, message)),
     }
 }
+
+/// The largest `nm.toml` [`load`] reads: 4 MiB (a config with a thousand servers is well under
+/// one).
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
 
 /// `listen` when the file has none.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5556));
@@ -1353,6 +1370,28 @@ auto_restart = true
             e.to_string()
                 .starts_with("/nonexistent/nm-config-test/nm.toml: cannot read: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn load_refuses_a_file_larger_than_the_limit_without_reading_it_whole() {
+        let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/dev/zero: cannot read: larger than 4 MiB: not a node config"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nm.toml");
+        let head = "node = \"n\"\ndata_dir = \"/d\"\n";
+        let pad = usize::try_from(MAX_CONFIG_SIZE).unwrap() - head.len();
+        std::fs::write(&path, format!("{head}{}", "#".repeat(pad))).unwrap();
+        assert!(load(&path).is_ok(), "exactly the limit");
+        std::fs::write(&path, format!("{head}{}", "#".repeat(pad + 1))).unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than 4 MiB")
         );
     }
 

@@ -142,6 +142,28 @@ fn check_accepts_every_maximum_and_refuses_one_past_it_with_its_position() {
     }
 }
 
+#[test]
+fn the_values_from_the_report_are_refused_by_check_without_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (section, key, value) in [
+        ("server", "stop_timeout", "9223372036854775807"),
+        ("server", "restart_delay", "\"300000000000y\""),
+        ("", "standby_heartbeat", "\"300000000000y\""),
+        ("ha", "heartbeat", "\"300000000000y\""),
+    ] {
+        let line = format!("{key} = {value}");
+        let (text, at) = config(dir.path(), &one_key(section, key, value), &line);
+        let out = check(&write(dir.path(), &text));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {stderr}");
+        assert!(
+            stderr.contains(&format!("nm.toml:{at}:")),
+            "{line}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
 /// Kills the daemon if the test ends early.
 struct Daemon(Child);
 

@@ -1,10 +1,13 @@
 //! `nm-daemon --config FILE`: the node manager of one node. Reads `nm.toml`, runs the node
 //! (`nm_node::Node`: servers, HA manager, standby pair, API) in the foreground until SIGTERM or
 //! SIGINT or `nm-cli shutdown` (servers keep running, except HA-managed ones, which are handed
-//! over to the HA peer), and maps how it ended to an exit status.
+//! over to the HA peer), and maps how it ended to an exit status: 0 stopped (or `--check`
+//! passed), 1 start-up failed, 2 bad config, 70 a panic anywhere in the daemon (it exits at once,
+//! nothing half alive: [`panic`]), 86 an HA reset ([`nm_node::EXIT_HA_RESET`]).
 //! Everything else lives in the `nm-node` crate.
 
 mod log;
+mod panic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +41,7 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_START: u8 = 1;
 
 fn main() -> ExitCode {
+    panic::exit_on_panic();
     let args = Args::parse();
     let cfg = match config::load(&args.config) {
         Ok(cfg) => cfg,

@@ -182,19 +182,34 @@ pub struct ServerSpec {
     )]
     pub success_exit_codes: Vec<u8>,
     /// Restarts allowed within `restart_interval` (WebLogic `RestartMax`, default 2).
-    #[serde(default = "default_restart_max")]
+    #[serde(
+        default = "default_restart_max",
+        deserialize_with = "limits::de_restart_max"
+    )]
     pub restart_max: u32,
     /// The sliding window restarts are counted in (WebLogic `RestartInterval`, default 1 h).
-    #[serde(default = "default_restart_interval", with = "duration")]
+    #[serde(
+        default = "default_restart_interval",
+        serialize_with = "duration::serialize",
+        deserialize_with = "limits::de_restart_interval"
+    )]
     pub restart_interval: Duration,
     /// Wait before a restart; the server is `FAILED_RESTARTING` meanwhile (default 0).
-    #[serde(default, with = "duration")]
+    #[serde(
+        default,
+        serialize_with = "duration::serialize",
+        deserialize_with = "limits::de_restart_delay"
+    )]
     pub restart_delay: Duration,
     /// Kill a server whose health check fails, then restart it by its policy (default off).
     #[serde(default)]
     pub auto_kill_if_failed: bool,
     /// After SIGTERM on `stop`, wait this long before SIGKILL of the process group (default 10 s).
-    #[serde(default = "default_stop_timeout", with = "duration")]
+    #[serde(
+        default = "default_stop_timeout",
+        serialize_with = "duration::serialize",
+        deserialize_with = "limits::de_stop_timeout"
+    )]
     pub stop_timeout: Duration,
     /// Optional health check.
     #[serde(default)]
@@ -379,13 +394,25 @@ struct RawHealth {
     exec: Option<Argv>,
     tcp: Option<String>,
     http: Option<String>,
-    #[serde(default = "default_interval", with = "duration")]
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "limits::de_health_interval"
+    )]
     interval: Duration,
-    #[serde(default = "default_probe_timeout", with = "duration")]
+    #[serde(
+        default = "default_probe_timeout",
+        deserialize_with = "limits::de_health_timeout"
+    )]
     timeout: Duration,
-    #[serde(default = "default_threshold")]
+    #[serde(
+        default = "default_threshold",
+        deserialize_with = "limits::de_failure_threshold"
+    )]
     failure_threshold: u32,
-    #[serde(default = "default_start_timeout", with = "duration")]
+    #[serde(
+        default = "default_start_timeout",
+        deserialize_with = "limits::de_health_start_timeout"
+    )]
     start_timeout: Duration,
 }
 
@@ -412,24 +439,8 @@ impl TryFrom<RawHealth> for HealthSpec {
             (None, None, Some(url)) => Probe::Http(HttpTarget::parse(&url)?),
             _ => return Err(SpecError::HealthKind { found }),
         };
-        if raw.interval.is_zero() {
-            return Err(SpecError::Range {
-                key: "health.interval",
-                problem: "must be more than 0",
-            });
-        }
-        if raw.timeout.is_zero() {
-            return Err(SpecError::Range {
-                key: "health.timeout",
-                problem: "must be more than 0",
-            });
-        }
-        if raw.failure_threshold == 0 {
-            return Err(SpecError::Range {
-                key: "health.failure_threshold",
-                problem: "must be at least 1",
-            });
-        }
+        // the ranges of interval, timeout, failure_threshold and start_timeout were checked as
+        // each was read (`limits`), where the reader still knows the value's position
         Ok(Self {
             probe,
             interval: raw.interval,
@@ -447,8 +458,9 @@ pub struct LogSpec {
     /// Rotate a log file once it is larger than this many bytes (default 10 MiB; 0 = never).
     #[serde(default = "default_max_size", deserialize_with = "de_size")]
     pub max_size: u64,
-    /// Rotated files kept (`NAME.out.1` … `NAME.out.N`, default 5).
-    #[serde(default = "default_keep")]
+    /// Rotated files kept (`NAME.out.1` … `NAME.out.N`, default 5, at most
+    /// [`limits::MAX_LOG_KEEP`]).
+    #[serde(default = "default_keep", deserialize_with = "limits::de_log_keep")]
     pub keep: u32,
 }
 
@@ -521,17 +533,26 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         Bytes(u64),
         Text(String),
     }
-    match Size::deserialize(d)? {
-        Size::Bytes(n) => Ok(n),
-        Size::Text(s) => parse_size(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "bad size {s:?}: expected a byte count or e.g. \"10MiB\", \"512k\""
-            ))
-        }),
+    let (n, found) = match Size::deserialize(d)? {
+        Size::Bytes(n) => (n, n.to_string()),
+        Size::Text(s) => {
+            let n = parse_size(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "bad size {s:?}: expected a byte count or e.g. \"10MiB\", \"512k\""
+                ))
+            })?;
+            (n, format!("{s:?}"))
+        }
+    };
+    if n != 0 && !(limits::MIN_LOG_SIZE..=limits::MAX_LOG_SIZE).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "log.max_size must be 0 (never rotate) or 1KiB to 1TiB (found {found})"
+        )));
     }
+    Ok(n)
 }
 
-/// Parses `"10MiB"`, `"10M"`, `"512k"`, `"1GB"`, `"100"` (bytes). Units are powers of 1024.
+/// Parses `"10MiB"`, `"10M"`, `"512k"`, `"1GB"`, `"1TiB"`, `"100"` (bytes). Units are powers of 1024.
 #[must_use]
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -543,9 +564,112 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// The range of every server key that is a duration, a size or a count (docs/config.md lists
+/// them). The reader refuses a value outside its range where it stands, so whatever the config
+/// check accepts the supervisor can run: no deadline it computes from a spec can overflow.
+///
+/// The maxima are generous for any real server and far from `Instant`'s limits:
+/// - one day for what the supervisor waits on (`stop_timeout`, `restart_delay`, the health
+///   probe's `interval`, `timeout` and `start_timeout`): a stop or a start that takes longer
+///   is a hang, and a day is a longer wait than any operator means;
+/// - one year for `restart_interval`, the window restarts are counted in (WebLogic's
+///   `RestartInterval` is a number of seconds; a year means "in the server's lifetime");
+/// - 1,000 for the counts (`restart_max`, `failure_threshold`, `log.keep`): the restart window
+///   keeps one time per restart, and rotation renames `keep` files each time;
+/// - 1 TiB for `log.max_size` (and at least 1 KiB, so rotation does not run at each write).
+pub mod limits {
+    use super::{Deserialize, Deserializer, Duration};
+
+    /// One day, the longest of the waits.
+    pub const DAY: Duration = Duration::from_secs(24 * 3600);
+    /// The longest `restart_interval`: 365 days.
+    pub const MAX_RESTART_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+    /// The largest `restart_max`, `health.failure_threshold` and `log.keep`.
+    pub const MAX_COUNT: u32 = 1000;
+    /// The largest `log.keep`.
+    pub const MAX_LOG_KEEP: u32 = MAX_COUNT;
+    /// The smallest `log.max_size` other than 0 (never rotate): 1 KiB.
+    pub const MIN_LOG_SIZE: u64 = 1 << 10;
+    /// The largest `log.max_size`: 1 TiB.
+    pub const MAX_LOG_SIZE: u64 = 1 << 40;
+
+    /// Whether a zero is allowed.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Zero {
+        Allowed,
+        Refused,
+    }
+
+    fn bounded<'de, D: Deserializer<'de>>(
+        d: D,
+        key: &str,
+        zero: Zero,
+        max: Duration,
+    ) -> Result<Duration, D::Error> {
+        let (value, found) = super::duration::read(d)?;
+        if zero == Zero::Refused && value.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "{key} must be more than 0"
+            )));
+        }
+        if value > max {
+            return Err(serde::de::Error::custom(format!(
+                "{key} must be at most {} (found {found})",
+                humantime::format_duration(max)
+            )));
+        }
+        Ok(value)
+    }
+
+    fn count<'de, D: Deserializer<'de>>(d: D, key: &str, min: u32) -> Result<u32, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if (min..=MAX_COUNT).contains(&n) => Ok(n),
+            _ => Err(serde::de::Error::custom(format!(
+                "{key} must be {min} to {MAX_COUNT} (found {n})"
+            ))),
+        }
+    }
+
+    pub(super) fn de_stop_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        bounded(d, "stop_timeout", Zero::Allowed, DAY)
+    }
+    pub(super) fn de_restart_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        bounded(d, "restart_delay", Zero::Allowed, DAY)
+    }
+    pub(super) fn de_restart_interval<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        bounded(d, "restart_interval", Zero::Allowed, MAX_RESTART_INTERVAL)
+    }
+    pub(super) fn de_restart_max<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        count(d, "restart_max", 0)
+    }
+    pub(super) fn de_health_interval<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        bounded(d, "health.interval", Zero::Refused, DAY)
+    }
+    pub(super) fn de_health_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        bounded(d, "health.timeout", Zero::Refused, DAY)
+    }
+    pub(super) fn de_health_start_timeout<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        bounded(d, "health.start_timeout", Zero::Refused, DAY)
+    }
+    pub(super) fn de_failure_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        count(d, "health.failure_threshold", 1)
+    }
+    pub(super) fn de_log_keep<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        count(d, "log.keep", 0)
+    }
 }
 
 /// Durations as whole seconds (`30`) or human text (`"30s"`, `"1h 30m"`, `"250ms"`).
@@ -565,6 +689,11 @@ pub mod duration {
     /// # Errors
     /// A negative number or text humantime cannot read.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        read(d).map(|(value, _)| value)
+    }
+
+    /// The duration and the text it was written as, for messages.
+    pub(super) fn read<'de, D: Deserializer<'de>>(d: D) -> Result<(Duration, String), D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -572,12 +701,13 @@ pub mod duration {
             Text(String),
         }
         match Raw::deserialize(d) {
-            Ok(Raw::Secs(n)) => Ok(Duration::from_secs(n)),
-            Ok(Raw::Text(s)) => humantime::parse_duration(&s).map_err(|e| {
-                serde::de::Error::custom(format!(
+            Ok(Raw::Secs(n)) => Ok((Duration::from_secs(n), n.to_string())),
+            Ok(Raw::Text(s)) => match humantime::parse_duration(&s) {
+                Ok(value) => Ok((value, format!("{s:?}"))),
+                Err(e) => Err(serde::de::Error::custom(format!(
                     "bad duration {s:?}: {e} (write e.g. 30, \"30s\", \"5m\", \"250ms\")"
-                ))
-            }),
+                ))),
+            },
             Err(_) => Err(serde::de::Error::custom(
                 "expected a duration: whole seconds (30) or text (\"30s\", \"5m\", \"250ms\")",
             )),
@@ -737,6 +867,70 @@ mod tests {
         );
         assert!(HttpTarget::parse("https://localhost/").is_err());
         assert!(HttpTarget::parse("http:///x").is_err());
+    }
+
+    #[test]
+    fn every_duration_and_count_is_accepted_at_its_maximum_and_refused_past_it() {
+        let day = 86_400_u64;
+        let year = 365 * day;
+        let with = |extra: &str| parse(&format!("name = \"a\"\ncommand = [\"x\"]\n{extra}\n"));
+        for (key, max) in [
+            ("stop_timeout", day),
+            ("restart_delay", day),
+            ("restart_interval", year),
+        ] {
+            assert!(with(&format!("{key} = {max}")).is_ok(), "{key}");
+            let err = with(&format!("{key} = {}", max + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{key} must be at most")), "{err}");
+        }
+        // the values that used to pass the check and then panic the supervisor
+        for bad in [
+            "stop_timeout = 9223372036854775807",
+            "restart_delay = \"300000000000y\"",
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("must be at most 1day"), "{err}");
+        }
+        assert!(with("restart_max = 0").is_ok());
+        assert!(with("restart_max = 1000").is_ok());
+        for bad in ["restart_max = 1001", "restart_max = -1"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("restart_max must be 0 to 1000"), "{err}");
+        }
+        let health = |extra: &str| with(&format!("[health]\ntcp = \"h:1\"\n{extra}"));
+        for key in ["interval", "timeout", "start_timeout"] {
+            assert!(health(&format!("{key} = {day}")).is_ok(), "{key}");
+            let err = health(&format!("{key} = {}", day + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("health.{key} must be at most")),
+                "{err}"
+            );
+            let err = health(&format!("{key} = 0")).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("health.{key} must be more than 0")),
+                "{err}"
+            );
+        }
+        assert!(health("failure_threshold = 1000").is_ok());
+        for bad in [0, 1001] {
+            let err = health(&format!("failure_threshold = {bad}")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("failure_threshold must be 1 to 1000"),
+                "{err}"
+            );
+        }
+        let log = |extra: &str| with(&format!("[log]\n{extra}"));
+        assert!(log("max_size = \"1TiB\"\nkeep = 1000").is_ok());
+        assert!(log("max_size = 0\nkeep = 0").is_ok());
+        assert!(log("max_size = \"1KiB\"").is_ok());
+        for bad in ["max_size = 1099511627777", "max_size = 1023", "keep = 1001"] {
+            assert!(log(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

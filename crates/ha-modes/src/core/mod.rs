@@ -53,6 +53,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::mode::{Mode, Status, Verdict, verdict};
 
+/// `at + d`, or a far-future instant when that is past what `Instant` holds.
+///
+/// The config reader bounds every duration (docs/config.md), so this is defence in depth: a
+/// timing built some other way may make a deadline never come, but never panics the core.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    /// About 30 years: later than any deadline that is meant to come.
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
 pub use ops::{Op, Refused};
 
 /// What a node persists (atomically, in `data_dir/ha.json`): the only state it cannot re-derive.
@@ -506,7 +518,7 @@ impl Ha {
                     self.fences += 1;
                     FenceState::Fenced
                 }
-                Err(_) => FenceState::Failed(now + self.timing.fence_retry),
+                Err(_) => FenceState::Failed(later(now, self.timing.fence_retry)),
             };
         }
         self.evaluate(now);
@@ -657,14 +669,14 @@ impl Ha {
     /// When to call [`Ha::on_timeout`] next (always after the last input's time).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        let silent = self.silence_since() + self.timing.peer_timeout;
+        let silent = later(self.silence_since(), self.timing.peer_timeout);
         let mut d = vec![silent];
         match self.fence {
             FenceState::Delaying(t) | FenceState::Failed(t) => d.push(t),
             _ => {}
         }
         if let Some((_, at)) = self.promoting {
-            d.push(at + self.timing.peer_timeout);
+            d.push(later(at, self.timing.peer_timeout));
         }
         d.into_iter().filter(|&t| t > self.now).min()
     }
@@ -698,7 +710,7 @@ impl Ha {
     /// nothing is decided from the peer's absence.
     #[must_use]
     pub fn silent(&self, now: Instant) -> bool {
-        self.certified_left() || now >= self.silence_since() + self.timing.peer_timeout
+        self.certified_left() || now >= later(self.silence_since(), self.timing.peer_timeout)
     }
 
     /// Where the peer's silence is counted from: its last word (or this core's start), or this
@@ -824,10 +836,10 @@ impl Ha {
     fn peer_goes_first(&self, now: Instant, p: &PeerState) -> bool {
         let mine = now.saturating_duration_since(self.since);
         let theirs = Duration::from_millis(p.up_ms);
-        let margin = 2 * self.timing.heartbeat;
-        if theirs > mine + margin {
+        let margin = self.timing.heartbeat.saturating_mul(2);
+        if theirs > mine.saturating_add(margin) {
             true
-        } else if mine > theirs + margin {
+        } else if mine > theirs.saturating_add(margin) {
             false
         } else {
             self.peer_name < self.me
@@ -879,7 +891,7 @@ impl Ha {
             self.persist();
         }
         if let Some((claim, at)) = self.promoting
-            && now >= at + self.timing.peer_timeout
+            && now >= later(at, self.timing.peer_timeout)
         {
             self.promoting = None;
             self.claims_done = claim;
@@ -983,7 +995,7 @@ impl Ha {
             }
             None => match self.fence {
                 FenceState::Idle if !self.timing.fence_delay.is_zero() => {
-                    self.fence = FenceState::Delaying(now + self.timing.fence_delay);
+                    self.fence = FenceState::Delaying(later(now, self.timing.fence_delay));
                 }
                 FenceState::Idle => self.start_fence(),
                 FenceState::Delaying(t) | FenceState::Failed(t) if now >= t => {

@@ -1093,3 +1093,10 @@ fn no_claim_is_granted_while_a_leave_stands_not_even_a_new_incarnations() {
     assert!(!ha.peer_left());
     assert!(ha.on_promote_request(t + ms(40), 9, 2));
 }
+
+#[test]
+fn a_deadline_past_what_an_instant_holds_is_far_away_not_a_panic() {
+    let t0 = t0();
+    assert_eq!(later(t0, ms(5)), t0 + ms(5));
+    assert!(later(t0, Duration::MAX) > t0 + Duration::from_secs(10 * 365 * 24 * 3600));
+}

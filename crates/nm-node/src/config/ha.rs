@@ -1,13 +1,16 @@
 //! The `[ha]` section (the StorNext HA Manager's two-node HA pair) and `cluster_key_file`.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Checker, Dur, RawConfig, StandbyConfig, valid_node_name};
+use super::{
+    Checker, Dur, HEARTBEAT_RANGE, PEER_TIMEOUT_RANGE, RawConfig, StandbyConfig, valid_node_name,
+};
 
 /// `[ha] heartbeat` when the file has none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
@@ -19,6 +22,21 @@ const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_FENCE_RETRY: Duration = Duration::from_secs(5);
 /// `[ha] start_timeout` when the file has none.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The range of `[ha] fence_delay`: at most an hour (it only makes one node of the pair lose a
+/// fencing race; more would only delay every failover).
+pub const FENCE_DELAY_RANGE: RangeInclusive<Duration> = Duration::ZERO..=HOUR;
+/// The range of `[ha] fence_timeout`: more than 0, at most an hour (a power switch answers in
+/// seconds; the claim waits for the fence).
+pub const FENCE_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_nanos(1)..=HOUR;
+/// The range of `[ha] fence_retry`: more than 0, at most an hour.
+pub const FENCE_RETRY_RANGE: RangeInclusive<Duration> = Duration::from_nanos(1)..=HOUR;
+/// The range of `[ha] start_timeout`: more than 0, at most a day (like a server's
+/// `health.start_timeout`).
+pub const START_TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_nanos(1)..=Duration::from_secs(24 * 3600);
+
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// The HA pair's settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,14 +223,19 @@ impl Checker<'_> {
         let peer_timeout = dur(ha.peer_timeout.as_ref(), DEFAULT_PEER_TIMEOUT);
         let fence_timeout = dur(ha.fence_timeout.as_ref(), DEFAULT_FENCE_TIMEOUT);
         let start_timeout = dur(ha.start_timeout.as_ref(), DEFAULT_START_TIMEOUT);
-        let span_of = |v: &Option<Spanned<Dur>>| v.as_ref().map_or(ha.peer.span(), Spanned::span);
         let fence_retry = dur(ha.fence_retry.as_ref(), DEFAULT_FENCE_RETRY);
-        if heartbeat.is_zero() {
-            self.problem(
-                span_of(&ha.heartbeat),
-                "[ha] heartbeat must be more than 0".into(),
-            );
-        } else if peer_timeout < 2 * heartbeat {
+        let mut timing_ok = true;
+        for (key, v, range) in [
+            ("[ha] heartbeat", &ha.heartbeat, HEARTBEAT_RANGE),
+            ("[ha] peer_timeout", &ha.peer_timeout, PEER_TIMEOUT_RANGE),
+            ("[ha] fence_delay", &ha.fence_delay, FENCE_DELAY_RANGE),
+            ("[ha] fence_timeout", &ha.fence_timeout, FENCE_TIMEOUT_RANGE),
+            ("[ha] fence_retry", &ha.fence_retry, FENCE_RETRY_RANGE),
+            ("[ha] start_timeout", &ha.start_timeout, START_TIMEOUT_RANGE),
+        ] {
+            timing_ok &= self.in_range(key, v.as_ref(), range);
+        }
+        if timing_ok && peer_timeout < heartbeat.saturating_mul(2) {
             self.problem(
                 ha.peer_timeout
                     .as_ref()
@@ -224,15 +247,6 @@ impl Checker<'_> {
                     humantime::format_duration(heartbeat)
                 ),
             );
-        }
-        for (key, d, v) in [
-            ("fence_timeout", fence_timeout, &ha.fence_timeout),
-            ("fence_retry", fence_retry, &ha.fence_retry),
-            ("start_timeout", start_timeout, &ha.start_timeout),
-        ] {
-            if d.is_zero() {
-                self.problem(span_of(v), format!("[ha] {key} must be more than 0"));
-            }
         }
         Some(HaSettings {
             key_file,

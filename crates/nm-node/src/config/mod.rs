@@ -14,7 +14,7 @@ mod ha;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,9 @@ pub struct NodeConfig {
     pub ha: Option<HaSettings>,
 }
 
-pub use ha::HaSettings;
+pub use ha::{
+    FENCE_DELAY_RANGE, FENCE_RETRY_RANGE, FENCE_TIMEOUT_RANGE, HaSettings, START_TIMEOUT_RANGE,
+};
 
 /// The active/standby pair's settings: `standby_port`, `standby_heartbeat`, `standby_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,13 +145,26 @@ impl ConfigError {
 /// Reads, parses and checks the node config at `path`.
 ///
 /// # Errors
-/// [`ConfigError::Unreadable`] when the file cannot be read; otherwise as [`parse`] (a file that
+/// [`ConfigError::Unreadable`] when the file cannot be read or is larger than
+/// [`MAX_CONFIG_SIZE`]; otherwise as [`parse`] (a file that
 /// is not UTF-8 is [`ConfigError::Invalid`] at its first bad byte).
 pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::Unreadable {
+    use std::io::Read;
+    let unreadable = |reason: String| ConfigError::Unreadable {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        // a config is a few kilobytes; this bounds what a mistake (`/dev/zero`) costs
+        return Err(unreadable(format!(
+            "larger than {} MiB: not a node config",
+            MAX_CONFIG_SIZE >> 20
+        )));
+    }
     match std::str::from_utf8(&bytes) {
         Ok(text) => parse(text, path),
         Err(e) => {
@@ -202,6 +217,10 @@ pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
     }
 }
 
+/// The largest `nm.toml` [`load`] reads: 4 MiB (a config with a thousand servers is well under
+/// one).
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
 /// `listen` when the file has none.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5556));
 
@@ -237,6 +256,16 @@ const TOP_LEVEL_KEYS: [&str; 11] = [
 const DEFAULT_STANDBY_HEARTBEAT: Duration = Duration::from_millis(500);
 /// `standby_timeout` when the file has none.
 const DEFAULT_STANDBY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The range of a heartbeat (`standby_heartbeat`, `[ha] heartbeat`): at least 10 ms, so a typo
+/// does not make the links busy-loop, and at most a minute, past which a peer's silence would go
+/// unnoticed for longer than any failover is meant to take.
+pub const HEARTBEAT_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
+/// The range of the silence that counts a peer lost (`standby_timeout`, `[ha] peer_timeout`):
+/// at most an hour (it must also be at least twice the heartbeat).
+pub const PEER_TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_nanos(1)..=Duration::from_secs(3600);
 
 /// `nm.toml` as written. Values serde cannot check alone keep their span for the checker.
 #[derive(Deserialize)]
@@ -411,13 +440,17 @@ impl Checker<'_> {
                 ),
             );
         }
-        if heartbeat.is_zero() {
-            let span = raw
-                .standby_heartbeat
-                .as_ref()
-                .map_or(port.span(), Spanned::span);
-            self.problem(span, "standby_heartbeat must be more than 0".to_owned());
-        } else if timeout < 2 * heartbeat {
+        let heartbeat_ok = self.in_range(
+            "standby_heartbeat",
+            raw.standby_heartbeat.as_ref(),
+            HEARTBEAT_RANGE,
+        );
+        let timeout_ok = self.in_range(
+            "standby_timeout",
+            raw.standby_timeout.as_ref(),
+            PEER_TIMEOUT_RANGE,
+        );
+        if heartbeat_ok && timeout_ok && timeout < heartbeat.saturating_mul(2) {
             let span = raw
                 .standby_timeout
                 .as_ref()
@@ -473,16 +506,6 @@ impl Checker<'_> {
             {
                 let message = format!("server {name:?}: health.exec contains a NUL character");
                 self.problem(at(self, &["health", "exec"]), message);
-            }
-
-            // spec.rs accepts 0, which would kill every start before its first probe
-            if spec
-                .health
-                .as_ref()
-                .is_some_and(|h| h.start_timeout.is_zero())
-            {
-                let message = format!("server {name:?}: health.start_timeout must be more than 0");
-                self.problem(at(self, &["health", "start_timeout"]), message);
             }
 
             if let Some(cwd) = spec.cwd.take() {
@@ -561,6 +584,36 @@ impl Checker<'_> {
                 "cannot look up user {user:?}: reading {PASSWD}: {e} (give a numeric uid instead)"
             )),
         }
+    }
+
+    /// Whether the duration written for `key` (if any) lies in `range`; records a problem at it
+    /// when it does not. `range` starts at 0 (any), 1 ns ("more than 0") or a real minimum.
+    fn in_range(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<Dur>>,
+        range: RangeInclusive<Duration>,
+    ) -> bool {
+        let Some(value) = value else {
+            return true;
+        };
+        if range.contains(&value.get_ref().0) {
+            return true;
+        }
+        let (min, max) = (*range.start(), humantime::format_duration(*range.end()));
+        let allowed = if min.is_zero() {
+            format!("at most {max}")
+        } else if min == Duration::from_nanos(1) {
+            format!("more than 0 and at most {max}")
+        } else {
+            format!("{} to {max}", humantime::format_duration(min))
+        };
+        let found = self.text.get(value.span()).unwrap_or_default().to_owned();
+        self.problem(
+            value.span(),
+            format!("{key} must be {allowed} (found {found})"),
+        );
+        false
     }
 
     fn problem(&mut self, span: Range<usize>, message: String) {
@@ -1015,7 +1068,7 @@ auto_restart = true
             ),
             (
                 "standby_port = 5557\nstandby_heartbeat = \"0s\"\n",
-                "/etc/nm/nm.toml:4:21: standby_heartbeat must be more than 0",
+                "/etc/nm/nm.toml:4:21: standby_heartbeat must be 10ms to 1m (found \"0s\")",
             ),
             (
                 "standby_timeout = \"5s\"\n",
@@ -1133,7 +1186,147 @@ auto_restart = true
         ));
         assert_eq!(
             e,
-            "/etc/nm/nm.toml:8:17: server \"a\": health.start_timeout must be more than 0"
+            "/etc/nm/nm.toml:8:17: health.start_timeout must be more than 0"
+        );
+    }
+
+    /// Every duration, size and count of `nm.toml` (docs/config.md): where it is written (a line
+    /// that follows [`LIMITS_HEAD`]), its largest value, and one past it.
+    const LIMITS: &[(&str, &str, &str)] = &[
+        ("stop_timeout", "86400", "\"86400000000001ns\""),
+        ("restart_delay", "\"1day\"", "86401"),
+        ("restart_interval", "\"365days\"", "\"31536000000000001ns\""),
+        ("restart_max", "1000", "1001"),
+        ("health.interval", "\"24h\"", "\"86400000000001ns\""),
+        ("health.timeout", "\"24h\"", "86401"),
+        ("health.start_timeout", "\"24h\"", "\"86400000000001ns\""),
+        ("health.failure_threshold", "1000", "1001"),
+        ("log.max_size", "\"1TiB\"", "1099511627777"),
+        ("log.keep", "1000", "1001"),
+        ("standby_heartbeat", "\"1m\"", "\"60000000001ns\""),
+        ("standby_timeout", "\"1h\"", "\"3600000000001ns\""),
+        ("ha.heartbeat", "\"1m\"", "\"60000000001ns\""),
+        ("ha.peer_timeout", "\"1h\"", "\"3600000000001ns\""),
+        ("ha.fence_delay", "\"1h\"", "\"3600000000001ns\""),
+        ("ha.fence_timeout", "\"1h\"", "\"3600000000001ns\""),
+        ("ha.fence_retry", "\"1h\"", "\"3600000000001ns\""),
+        ("ha.start_timeout", "\"1day\"", "\"86400000000001ns\""),
+    ];
+
+    /// A config with every key of [`LIMITS`] at its default but `key = value`, and the line
+    /// `key` stands on.
+    fn limits_config(key: &str, value: &str) -> (String, usize) {
+        let mut lines: Vec<String> = vec![
+            "node = \"node1\"".into(),
+            "data_dir = \"/var/lib/nm\"".into(),
+            "cluster_key_file = \"cluster.key\"".into(),
+            "standby_port = 5557".into(),
+        ];
+        let mut at = 0;
+        let mut set = |lines: &mut Vec<String>, prefix: &str, name: &str| {
+            if let Some(rest) = key.strip_prefix(prefix)
+                && rest == name
+            {
+                lines.push(format!("{name} = {value}"));
+                at = lines.len();
+            } else if matches!(
+                (prefix, name),
+                ("", "standby_timeout") | ("ha.", "peer_timeout")
+            ) {
+                // the peer timeouts at their maximum, so a heartbeat at its own fits twice
+                lines.push(format!("{name} = \"1h\""));
+            }
+        };
+        for name in ["standby_heartbeat", "standby_timeout"] {
+            set(&mut lines, "", name);
+        }
+        lines.extend(["[[server]]".into(), "name = \"web\"".into()]);
+        lines.push("command = [\"sleep\", \"1000\"]".into());
+        for name in [
+            "stop_timeout",
+            "restart_delay",
+            "restart_interval",
+            "restart_max",
+        ] {
+            set(&mut lines, "", name);
+        }
+        lines.extend(["[server.health]".into(), "exec = [\"true\"]".into()]);
+        for name in ["interval", "timeout", "start_timeout", "failure_threshold"] {
+            set(&mut lines, "health.", name);
+        }
+        lines.push("[server.log]".into());
+        for name in ["max_size", "keep"] {
+            set(&mut lines, "log.", name);
+        }
+        lines.extend([
+            "[ha]".into(),
+            "peer = \"node2\"".into(),
+            "peer_address = \"127.0.0.1:5560\"".into(),
+            "fence_command = [\"false\"]".into(),
+        ]);
+        for name in [
+            "heartbeat",
+            "peer_timeout",
+            "fence_delay",
+            "fence_timeout",
+            "fence_retry",
+            "start_timeout",
+        ] {
+            set(&mut lines, "ha.", name);
+        }
+        assert!(at > 0, "no key {key}");
+        (lines.join("\n") + "\n", at)
+    }
+
+    #[test]
+    fn every_duration_size_and_count_is_accepted_at_its_maximum_and_refused_one_past_it() {
+        for &(key, max, past) in LIMITS {
+            let (text, _) = limits_config(key, max);
+            if let Err(e) = parse(&text, Path::new(FILE)) {
+                panic!("{key} = {max}: {e}");
+            }
+            let (text, line) = limits_config(key, past);
+            let e = refused(&text);
+            let name = key.rsplit('.').next().unwrap_or(key);
+            let column = name.len() + 4;
+            assert!(
+                e.starts_with(&format!("/etc/nm/nm.toml:{line}:{column}: ")),
+                "{key} = {past}: {e}"
+            );
+            assert!(e.contains("at most") || e.contains(" to "), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_values_that_used_to_panic_are_refused_with_their_position() {
+        for (line, want) in [
+            (
+                "stop_timeout = 9223372036854775807",
+                "/etc/nm/nm.toml:6:16: stop_timeout must be at most 1day (found 9223372036854775807)",
+            ),
+            (
+                "restart_delay = \"300000000000y\"",
+                "/etc/nm/nm.toml:6:17: restart_delay must be at most 1day (found \"300000000000y\")",
+            ),
+        ] {
+            let text = format!("{HEAD}[[server]]\nname = \"a\"\ncommand = [\"x\"]\n{line}\n");
+            assert_eq!(refused(&text), want);
+        }
+        // a huge heartbeat panicked the check itself (twice it overflowed)
+        let e = refused(&format!(
+            "{HEAD}standby_port = 5557\nstandby_heartbeat = \"300000000000y\"\n"
+        ));
+        assert!(
+            e.starts_with("/etc/nm/nm.toml:4:21: standby_heartbeat must be 10ms to 1m"),
+            "{e}"
+        );
+        let (text, line) = limits_config("ha.heartbeat", "\"300000000000y\"");
+        let e = refused(&text);
+        assert!(
+            e.starts_with(&format!(
+                "/etc/nm/nm.toml:{line}:13: [ha] heartbeat must be 10ms to 1m"
+            )),
+            "{e}"
         );
     }
 
@@ -1177,6 +1370,28 @@ auto_restart = true
             e.to_string()
                 .starts_with("/nonexistent/nm-config-test/nm.toml: cannot read: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn load_refuses_a_file_larger_than_the_limit_without_reading_it_whole() {
+        let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/dev/zero: cannot read: larger than 4 MiB: not a node config"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nm.toml");
+        let head = "node = \"n\"\ndata_dir = \"/d\"\n";
+        let pad = usize::try_from(MAX_CONFIG_SIZE).unwrap() - head.len();
+        std::fs::write(&path, format!("{head}{}", "#".repeat(pad))).unwrap();
+        assert!(load(&path).is_ok(), "exactly the limit");
+        std::fs::write(&path, format!("{head}{}", "#".repeat(pad + 1))).unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than 4 MiB")
         );
     }
 

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{Pid, Timing};
+use super::{Pid, Timing, later};
 
 /// A standby that lived at least this long before dying is replaced at once; one that died
 /// younger counts toward the relaunch backoff.
@@ -215,7 +215,7 @@ impl Keeper {
             Standby::Launching {
                 pid,
                 // a fresh process needs time to start, read its config and connect
-                deadline: now + 2 * self.timing.timeout,
+                deadline: later(now, self.timing.timeout.saturating_mul(2)),
             },
         );
     }
@@ -255,7 +255,7 @@ impl Keeper {
             pid,
             last_heard: now,
         };
-        self.next_heartbeat = Some(now + self.timing.heartbeat);
+        self.next_heartbeat = Some(later(now, self.timing.heartbeat));
         Ok(())
     }
 
@@ -322,7 +322,7 @@ impl Keeper {
         if self.stopping.is_some() {
             return;
         }
-        self.stopping = Some(now + self.timing.timeout);
+        self.stopping = Some(later(now, self.timing.timeout));
         self.next_heartbeat = None;
         match self.standby {
             Standby::Attached { pid, .. } => self.leave(now, pid, Some(KeeperAction::SendShutdown)),
@@ -344,16 +344,16 @@ impl Keeper {
                     self.actions.push_back(KeeperAction::Kill { pid });
                 }
                 // one kill is enough: its exit completes the shutdown
-                self.stopping = Some(now + Duration::from_secs(3600));
+                self.stopping = Some(later(now, Duration::from_secs(3600)));
             }
             return;
         }
         // our own timer more than two heartbeats late: this process did not run, and the
         // standby's silence is not its fault (the driver calls this at `next_deadline()`, with no
         // input in between). A gap since the last input is no measure: an attach does not tick.
-        let stalled = self
-            .next_deadline()
-            .is_some_and(|due| now.saturating_duration_since(due) > 2 * self.timing.heartbeat);
+        let stalled = self.next_deadline().is_some_and(|due| {
+            now.saturating_duration_since(due) > self.timing.heartbeat.saturating_mul(2)
+        });
         if stalled {
             if let Standby::Attached { last_heard, .. } = &mut self.standby {
                 // we did not run (stopped, frozen): the standby gets a whole timeout from now
@@ -362,7 +362,7 @@ impl Keeper {
         }
         match self.standby {
             Standby::Attached { pid, last_heard } => {
-                if now >= last_heard + self.timing.timeout {
+                if now >= later(last_heard, self.timing.timeout) {
                     self.events.push_back(KeeperEvent::Replacing {
                         pid,
                         reason: format!("silent for {:?}", self.timing.timeout),
@@ -370,7 +370,7 @@ impl Keeper {
                     self.leave(now, pid, Some(KeeperAction::Kill { pid }));
                 } else if self.next_heartbeat.is_some_and(|t| now >= t) {
                     self.actions.push_back(KeeperAction::SendHeartbeat);
-                    self.next_heartbeat = Some(now + self.timing.heartbeat);
+                    self.next_heartbeat = Some(later(now, self.timing.heartbeat));
                 }
             }
             Standby::Launching { pid, deadline } if now >= deadline => {
@@ -408,7 +408,7 @@ impl Keeper {
         }
         match self.standby {
             Standby::Attached { last_heard, .. } => {
-                let silence = last_heard + self.timing.timeout;
+                let silence = later(last_heard, self.timing.timeout);
                 Some(self.next_heartbeat.map_or(silence, |h| h.min(silence)))
             }
             Standby::Launching { deadline, .. } => Some(deadline),
@@ -474,7 +474,7 @@ impl Keeper {
             self.set(
                 now,
                 Standby::Down {
-                    at: Some(now + delay),
+                    at: Some(later(now, delay)),
                 },
             );
         }

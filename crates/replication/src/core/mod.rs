@@ -25,10 +25,22 @@ mod testing {
     }
 }
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use keeper::{Keeper, KeeperAction, KeeperEvent, NotAttached, StandbyState, StandbyView};
 pub use watcher::{TakeoverReason, Watcher, WatcherAction, WatcherEvent};
+
+/// `at + d`, or a far-future instant when that is past what `Instant` holds.
+///
+/// The config reader bounds every duration (docs/config.md), so this is defence in depth: a
+/// timing built some other way may make a deadline never come, but never panics the core.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    /// About 30 years: later than any deadline that is meant to come.
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
 
 /// A process id.
 pub type Pid = i32;
@@ -63,4 +75,17 @@ pub struct ActiveInfo {
     pub takeovers: u64,
     /// When the pair started (unix milliseconds), kept across takeovers.
     pub pair_started_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{ms, t0};
+    use super::*;
+
+    #[test]
+    fn a_deadline_past_what_an_instant_holds_is_far_away_not_a_panic() {
+        let t0 = t0();
+        assert_eq!(later(t0, ms(5)), t0 + ms(5));
+        assert!(later(t0, Duration::MAX) > t0 + Duration::from_secs(10 * 365 * 24 * 3600));
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{ActiveInfo, Pid, Timing};
+use super::{ActiveInfo, Pid, Timing, later};
 
 /// What the standby driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Watcher {
         self.state = State::Linked;
         self.active = Some(active);
         self.last_heard = Some(now);
-        self.next_heartbeat = Some(now + self.timing.heartbeat);
+        self.next_heartbeat = Some(later(now, self.timing.heartbeat));
         self.unreachable_reported = false;
         self.events.push_back(WatcherEvent::Linked(active));
     }
@@ -163,7 +163,7 @@ impl Watcher {
         if self.state != State::Connecting {
             return;
         }
-        self.next_connect = Some(now + self.timing.heartbeat);
+        self.next_connect = Some(later(now, self.timing.heartbeat));
         if !self.unreachable_reported {
             self.unreachable_reported = true;
             self.events.push_back(WatcherEvent::Unreachable { reason });
@@ -210,13 +210,13 @@ impl Watcher {
             Ok(()) => {
                 // the lock should come at once; if it has not within a timeout, fence again
                 self.fenced = true;
-                self.fence_retry = Some(now + self.timing.timeout);
+                self.fence_retry = Some(later(now, self.timing.timeout));
             }
             Err(reason) => {
                 let pid = self.active.map_or(0, |a| a.pid);
                 self.events
                     .push_back(WatcherEvent::FenceFailed { pid, reason });
-                self.fence_retry = Some(now + self.timing.timeout);
+                self.fence_retry = Some(later(now, self.timing.timeout));
             }
         }
     }
@@ -251,9 +251,9 @@ impl Watcher {
     pub fn on_timeout(&mut self, now: Instant) {
         // the driver sleeps until `next_deadline()` and calls this at once: no input came in
         // between, so the deadline it answers is the one the state still gives
-        let stalled = self
-            .next_deadline()
-            .is_some_and(|due| now.saturating_duration_since(due) > 2 * self.timing.heartbeat);
+        let stalled = self.next_deadline().is_some_and(|due| {
+            now.saturating_duration_since(due) > self.timing.heartbeat.saturating_mul(2)
+        });
         match self.state {
             State::Linked | State::Connecting => {
                 if stalled && self.last_heard.is_some() {
@@ -262,7 +262,7 @@ impl Watcher {
                     self.events.push_back(WatcherEvent::Stalled);
                 }
                 if let (Some(active), Some(heard)) = (self.active, self.last_heard) {
-                    if now >= heard + self.timing.timeout {
+                    if now >= later(heard, self.timing.timeout) {
                         self.fence(active.pid);
                         return;
                     }
@@ -271,7 +271,7 @@ impl Watcher {
                     if self.state == State::Linked {
                         self.actions.push_back(WatcherAction::SendHeartbeat);
                     }
-                    self.next_heartbeat = Some(now + self.timing.heartbeat);
+                    self.next_heartbeat = Some(later(now, self.timing.heartbeat));
                 }
                 if self.next_connect.is_some_and(|t| now >= t) {
                     self.next_connect = None;
@@ -315,7 +315,7 @@ impl Watcher {
                 let silence = self
                     .active
                     .and(self.last_heard)
-                    .map(|h| h + self.timing.timeout);
+                    .map(|h| later(h, self.timing.timeout));
                 [silence, self.next_heartbeat, self.next_connect]
                     .into_iter()
                     .flatten()

@@ -201,7 +201,7 @@ impl Supervisor {
                     // a failed restart (start_kind), answered by the restart policy
                     let why = format!("adopted pid {pid}; waiting for a good health check");
                     Self::set_state(s, &mut self.events, now, ServerState::Starting, &why);
-                    s.timer = Some((now + start_timeout, Timer::StartTimeout));
+                    s.timer = Some((later(now, start_timeout), Timer::StartTimeout));
                     s.next_probe = Some(now);
                 } else {
                     let why = format!("adopted pid {pid}");
@@ -425,7 +425,7 @@ impl Supervisor {
             ),
             Some(h) => {
                 s.reason = format!("started, pid {pid}; waiting for its first good health check");
-                s.timer = Some((now + h.start_timeout, Timer::StartTimeout));
+                s.timer = Some((later(now, h.start_timeout), Timer::StartTimeout));
                 s.next_probe = Some(now);
             }
         }
@@ -639,7 +639,7 @@ impl Supervisor {
             s.state,
             ServerState::Starting | ServerState::Running | ServerState::Failed
         ) {
-            s.next_probe = Some(now + health.interval);
+            s.next_probe = Some(later(now, health.interval));
         }
     }
 
@@ -868,7 +868,8 @@ impl Supervisor {
             signal,
         });
         s.next_probe = None;
-        s.timer = (signal == Signal::Term).then(|| (now + s.spec.stop_timeout, Timer::StopKill));
+        s.timer =
+            (signal == Signal::Term).then(|| (later(now, s.spec.stop_timeout), Timer::StopKill));
         Self::set_state(s, events, now, ServerState::ShuttingDown, why);
     }
 
@@ -957,6 +958,18 @@ fn view(name: &ServerName, s: &Server) -> ServerView {
         reason: s.reason.clone(),
         last_exit: s.last_exit,
     }
+}
+
+/// `at + d`, or a far-future instant when that is past what `Instant` holds.
+///
+/// The config reader keeps every duration within a day or a year, so this is defence in depth:
+/// a spec built some other way may make a deadline never come, but never panics the core.
+pub(crate) fn later(at: Instant, d: std::time::Duration) -> Instant {
+    /// About 30 years: later than any deadline that is meant to come.
+    const FAR: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
 }
 
 #[cfg(test)]

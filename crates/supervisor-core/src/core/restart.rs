@@ -59,7 +59,7 @@ impl RestartPolicy {
             };
         }
         // counted at the instant the restart happens, so the window bounds real restarts
-        let at = now + self.delay;
+        let at = super::later(now, self.delay);
         self.restarts.push_back(at);
         RestartDecision::RestartAt {
             at,

@@ -1090,3 +1090,38 @@ fn a_server_recovered_down_on_purpose_shows_why_and_when() {
     assert_eq!(state(&sup), ServerState::Starting);
     assert_eq!(reason(&sup), "operator start");
 }
+
+#[test]
+fn durations_past_what_an_instant_holds_never_panic_the_core() {
+    // the reader refuses these (spec::limits); a spec built another way must still not panic
+    let t0 = t0();
+    let far = |sup: &Supervisor| sup.next_deadline().is_some_and(|d| d > t0 + secs(3600));
+    let (mut sup, g) = started(t0, spec(|s| s.restart_delay = Duration::MAX));
+    sup.on_exited(t0 + secs(1), &name("web"), g, Exit::Code(1));
+    assert_eq!(state(&sup), ServerState::FailedRestarting);
+    assert!(far(&sup));
+
+    let (mut sup, _) = started(t0, spec(|s| s.stop_timeout = Duration::MAX));
+    assert_eq!(
+        sup.on_command(t0, "web", Command::Stop),
+        Ok(Accepted::Changed)
+    );
+    assert!(far(&sup));
+
+    let (mut sup, _) = started(
+        t0,
+        spec(|s| {
+            s.health = Some(HealthSpec {
+                probe: Probe::Tcp("127.0.0.1:1".into()),
+                interval: Duration::MAX,
+                timeout: Duration::MAX,
+                failure_threshold: 1,
+                start_timeout: Duration::MAX,
+            });
+        }),
+    );
+    assert_eq!(state(&sup), ServerState::Starting);
+    drain(&mut sup);
+    sup.on_timeout(t0 + secs(1));
+    drain(&mut sup);
+}

@@ -326,12 +326,10 @@ impl Accepting<'_> {
             // a newer connection took the slot (counted when it did)
             None => return Ok(()),
             Some(Ok(p)) => p,
-            // a peer that went away mid-handshake is not a bad frame
-            Some(Err(session::HandshakeError::Io(e))) if !frame::is_rejected_frame(&e) => {
-                tracing::debug!(error = %e, "HA link: handshake not finished");
-                return Ok(());
-            }
-            Some(Err(e)) => return Err(e.to_string()),
+            // every connection that did not authenticate is counted, whatever it did: closed,
+            // stalled past the deadline, garbage, an oversized frame, another key (the standby
+            // port counts the same; a daemon restarting mid-handshake adds one, harmlessly)
+            Some(Err(e)) => return Err(format!("handshake: {e}")),
         };
         // authenticated: the handshake slot goes back at once
         drop(slot);

@@ -39,6 +39,13 @@ pub async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Vec<u
     Ok(buf)
 }
 
+/// Whether a read error is the other side's fault (a length prefix out of bounds: a rejected
+/// frame, to be counted as such) rather than the stream failing or closing.
+#[must_use]
+pub fn is_rejected_frame(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+}
+
 /// 32 random bytes from the kernel.
 ///
 /// # Errors
@@ -47,4 +54,52 @@ pub fn nonce() -> io::Result<[u8; 32]> {
     let mut n = [0u8; 32];
     getrandom::fill(&mut n).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read_all(mut bytes: &[u8]) -> Vec<io::Result<Vec<u8>>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut out = vec![];
+            loop {
+                let r = read_frame(&mut bytes).await;
+                let end = r.is_err();
+                out.push(r);
+                if end {
+                    return out;
+                }
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_read_as_frames_never_panic_and_never_exceed_the_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..9000),
+        ) {
+            for r in read_all(&bytes) {
+                match r {
+                    Ok(f) => prop_assert!(f.len() <= MAX_FRAME),
+                    Err(e) => prop_assert!(
+                        is_rejected_frame(&e) || e.kind() == io::ErrorKind::UnexpectedEof
+                    ),
+                }
+            }
+        }
+
+        #[test]
+        fn a_length_prefix_beyond_the_limit_is_a_rejected_frame(len in (MAX_FRAME as u32 + 1)..) {
+            let r = read_all(&len.to_be_bytes()).remove(0);
+            prop_assert!(r.is_err_and(|e| is_rejected_frame(&e)));
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! nm's peer wire (DESIGN §3 "API", §5): every byte two nm processes exchange goes through here.
 //!
+//! - [`admission`]: the bounded handshake pool of a peer listener (per source address and in
+//!   total, the oldest stranger of the busiest source evicted) and the handshake deadline.
 //! - [`codec`]: bincode 2 with a size limit on every decode, HMAC-SHA256 tags.
 //! - [`frame`]: length-prefixed frames on a stream; a length beyond [`codec::MAX_FRAME`] is an
 //!   error (the stream is no longer in step).
@@ -8,6 +10,7 @@
 //!   and a tag. A sealed frame that fails its tag, its sequence or decoding is reported as
 //!   [`session::Received::Rejected`] and never handed over as a message.
 
+pub mod admission;
 pub mod codec;
 pub mod frame;
 pub mod session;

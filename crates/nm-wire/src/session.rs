@@ -134,21 +134,7 @@ pub async fn accept<T: DeserializeOwned>(
             nonce: server_nonce,
         };
         write_frame(&mut stream, &codec::encode(&challenge)).await?;
-        let hello: Hello =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        check_version(proto, hello.version)?;
-        let parts: [&[u8]; 5] = [
-            proto.label.as_bytes(),
-            b"hello",
-            &server_nonce,
-            &hello.nonce,
-            &hello.identity,
-        ];
-        if !codec::verify(key, &parts, &hello.tag) {
-            return Err(HandshakeError::BadTag);
-        }
-        let peer = codec::decode(&hello.identity).map_err(HandshakeError::Malformed)?;
-        Ok((hello.nonce, peer))
+        check_hello(proto, key, &server_nonce, &read_frame(&mut stream).await?)
     };
     let (client_nonce, peer) = tokio::time::timeout(timeout, run)
         .await
@@ -226,9 +212,7 @@ pub async fn connect<T: DeserializeOwned, U: Serialize>(
     let run = async {
         let mut stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
-        let challenge: Challenge =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        check_version(proto, challenge.version)?;
+        let challenge = check_challenge(proto, &read_frame(&mut stream).await?)?;
         let client_nonce = nonce()?;
         let tag = codec::mac(
             key,
@@ -247,38 +231,14 @@ pub async fn connect<T: DeserializeOwned, U: Serialize>(
             tag,
         };
         write_frame(&mut stream, &codec::encode(&hello)).await?;
-        let answer: Answer =
-            codec::decode(&read_frame(&mut stream).await?).map_err(HandshakeError::Malformed)?;
-        match answer {
-            Answer::Welcome { identity, tag } => {
-                let parts: [&[u8]; 5] = [
-                    proto.label.as_bytes(),
-                    b"welcome",
-                    &challenge.nonce,
-                    &client_nonce,
-                    &identity,
-                ];
-                if !codec::verify(key, &parts, &tag) {
-                    return Err(HandshakeError::BadTag);
-                }
-                let peer = codec::decode(&identity).map_err(HandshakeError::Malformed)?;
+        let answer = read_frame(&mut stream).await?;
+        match check_answer(proto, key, &challenge.nonce, &client_nonce, &answer)? {
+            Answered::Welcome(peer) => {
                 let session = session(proto, key, &challenge.nonce, &client_nonce);
                 let (r, w) = halves(stream, session, Side::Client);
                 Ok(Connected::Linked(r, w, peer))
             }
-            Answer::Refused { reason, tag } => {
-                let parts: [&[u8]; 5] = [
-                    proto.label.as_bytes(),
-                    b"refused",
-                    &challenge.nonce,
-                    &client_nonce,
-                    reason.as_bytes(),
-                ];
-                if !codec::verify(key, &parts, &tag) {
-                    return Err(HandshakeError::BadTag);
-                }
-                Ok(Connected::Refused(reason))
-            }
+            Answered::Refused(reason) => Ok(Connected::Refused(reason)),
         }
     };
     tokio::time::timeout(timeout, run)
@@ -334,25 +294,106 @@ impl Receiver {
     }
 
     fn open<M: DeserializeOwned>(&mut self, frame: &[u8]) -> Received<M> {
-        let sealed: Sealed = match codec::decode(frame) {
-            Ok(s) => s,
-            Err(e) => return Received::Rejected(format!("undecodable frame: {e}")),
-        };
-        let seq = sealed.seq.to_be_bytes();
-        if !codec::verify(&self.session, &[self.dir, &seq, &sealed.body], &sealed.tag) {
-            return Received::Rejected("frame failed authentication".into());
-        }
-        if sealed.seq != self.seq + 1 {
-            return Received::Rejected(format!(
-                "frame out of sequence ({} after {})",
-                sealed.seq, self.seq
-            ));
-        }
-        self.seq = sealed.seq;
-        match codec::decode(&sealed.body) {
-            Ok(msg) => Received::Msg(msg),
-            Err(e) => Received::Rejected(format!("undecodable message: {e}")),
-        }
+        open(&self.session, self.dir, &mut self.seq, frame)
+    }
+}
+
+/// Checks a client's hello (the server's side of the handshake): its version, its tag over both
+/// nonces and its identity, then decodes the identity.
+fn check_hello<T: DeserializeOwned>(
+    proto: Protocol,
+    key: &[u8],
+    server_nonce: &[u8; 32],
+    frame: &[u8],
+) -> Result<([u8; 32], T), HandshakeError> {
+    let hello: Hello = codec::decode(frame).map_err(HandshakeError::Malformed)?;
+    check_version(proto, hello.version)?;
+    let parts: [&[u8]; 5] = [
+        proto.label.as_bytes(),
+        b"hello",
+        server_nonce,
+        &hello.nonce,
+        &hello.identity,
+    ];
+    if !codec::verify(key, &parts, &hello.tag) {
+        return Err(HandshakeError::BadTag);
+    }
+    let peer = codec::decode(&hello.identity).map_err(HandshakeError::Malformed)?;
+    Ok((hello.nonce, peer))
+}
+
+/// Decodes the server's challenge (the client's side) and checks its version.
+fn check_challenge(proto: Protocol, frame: &[u8]) -> Result<Challenge, HandshakeError> {
+    let challenge: Challenge = codec::decode(frame).map_err(HandshakeError::Malformed)?;
+    check_version(proto, challenge.version)?;
+    Ok(challenge)
+}
+
+/// The server's authenticated answer.
+#[derive(Debug)]
+enum Answered<T> {
+    Welcome(T),
+    Refused(String),
+}
+
+/// Checks the server's answer (the client's side): its tag over both nonces, then the server's
+/// identity or its reason.
+fn check_answer<T: DeserializeOwned>(
+    proto: Protocol,
+    key: &[u8],
+    server_nonce: &[u8; 32],
+    client_nonce: &[u8; 32],
+    frame: &[u8],
+) -> Result<Answered<T>, HandshakeError> {
+    let answer: Answer = codec::decode(frame).map_err(HandshakeError::Malformed)?;
+    let (what, said, tag): (&[u8], &[u8], _) = match &answer {
+        Answer::Welcome { identity, tag } => (b"welcome", identity, tag),
+        Answer::Refused { reason, tag } => (b"refused", reason.as_bytes(), tag),
+    };
+    let parts: [&[u8]; 5] = [
+        proto.label.as_bytes(),
+        what,
+        server_nonce,
+        client_nonce,
+        said,
+    ];
+    if !codec::verify(key, &parts, tag) {
+        return Err(HandshakeError::BadTag);
+    }
+    match answer {
+        Answer::Welcome { identity, .. } => codec::decode(&identity)
+            .map(Answered::Welcome)
+            .map_err(HandshakeError::Malformed),
+        Answer::Refused { reason, .. } => Ok(Answered::Refused(reason)),
+    }
+}
+
+/// Opens one sealed frame read in direction `dir`, whose last accepted sequence number is `seq`
+/// (advanced only for an authentic, in-sequence frame).
+fn open<M: DeserializeOwned>(
+    session: &Tag,
+    dir: &[u8],
+    seq: &mut u64,
+    frame: &[u8],
+) -> Received<M> {
+    let sealed: Sealed = match codec::decode(frame) {
+        Ok(s) => s,
+        Err(e) => return Received::Rejected(format!("undecodable frame: {e}")),
+    };
+    let seq_bytes = sealed.seq.to_be_bytes();
+    if !codec::verify(session, &[dir, &seq_bytes, &sealed.body], &sealed.tag) {
+        return Received::Rejected("frame failed authentication".into());
+    }
+    if Some(sealed.seq) != seq.checked_add(1) {
+        return Received::Rejected(format!(
+            "frame out of sequence ({} after {})",
+            sealed.seq, *seq
+        ));
+    }
+    *seq = sealed.seq;
+    match codec::decode(&sealed.body) {
+        Ok(msg) => Received::Msg(msg),
+        Err(e) => Received::Rejected(format!("undecodable message: {e}")),
     }
 }
 
@@ -505,5 +546,116 @@ mod tests {
         w.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let err = sr.recv::<u32>().await.unwrap_err();
         assert!(err.to_string().contains("at most"));
+    }
+
+    mod fuzz {
+        //! Every decoder of a peer's bytes, over arbitrary bytes and over mutations of valid
+        //! frames (which get past the outer decode): an error or a rejection, never a panic; a
+        //! decode never allocates beyond the codec's limit (bincode's `with_limit`).
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const KEY: &[u8] = b"k";
+        const N1: [u8; 32] = [1; 32];
+        const N2: [u8; 32] = [2; 32];
+        const SESSION: Tag = [3; 32];
+
+        fn mutated(valid: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+            let len = valid.len();
+            (
+                proptest::collection::vec((0..len, any::<u8>()), 0..4),
+                0..=len,
+                proptest::collection::vec(any::<u8>(), 0..8),
+            )
+                .prop_map(move |(flips, cut, tail)| {
+                    let mut b = valid.clone();
+                    for (i, v) in flips {
+                        b[i] = v;
+                    }
+                    b.truncate(cut);
+                    b.extend(tail);
+                    b
+                })
+        }
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(any::<u8>(), 0..crate::codec::MAX_FRAME + 64)
+        }
+
+        fn valid_hello() -> Vec<u8> {
+            let identity = codec::encode(&"client".to_owned());
+            let tag = codec::mac(KEY, &[P.label.as_bytes(), b"hello", &N1, &N2, &identity]);
+            codec::encode(&Hello {
+                version: P.version,
+                nonce: N2,
+                identity,
+                tag,
+            })
+        }
+
+        fn valid_answer() -> Vec<u8> {
+            let identity = codec::encode(&"server".to_owned());
+            let tag = codec::mac(KEY, &[P.label.as_bytes(), b"welcome", &N1, &N2, &identity]);
+            codec::encode(&Answer::Welcome { identity, tag })
+        }
+
+        fn valid_sealed() -> Vec<u8> {
+            let body = codec::encode(&7u32);
+            let tag = codec::mac(&SESSION, &[TO_SERVER, &1u64.to_be_bytes(), &body]);
+            codec::encode(&Sealed { seq: 1, body, tag })
+        }
+
+        fn open_one(frame: &[u8]) -> Received<u32> {
+            let mut seq = 0;
+            let r = open(&SESSION, TO_SERVER, &mut seq, frame);
+            if matches!(r, Received::Rejected(_)) {
+                assert_eq!(seq, 0, "a rejected frame does not advance the sequence");
+            }
+            r
+        }
+
+        #[test]
+        fn the_valid_frames_pass() {
+            assert!(check_hello::<String>(P, KEY, &N1, &valid_hello()).is_ok());
+            assert!(matches!(
+                check_answer::<String>(P, KEY, &N1, &N2, &valid_answer()),
+                Ok(Answered::Welcome(s)) if s == "server"
+            ));
+            assert_eq!(open_one(&valid_sealed()), Received::Msg(7));
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_pass_a_handshake_check(b in bytes()) {
+                prop_assert!(check_hello::<String>(P, KEY, &N1, &b).is_err());
+                prop_assert!(check_answer::<String>(P, KEY, &N1, &N2, &b).is_err());
+                let _ = check_challenge(P, &b);
+                prop_assert!(matches!(open_one(&b), Received::Rejected(_)));
+            }
+
+            #[test]
+            fn a_mutated_hello_is_refused_or_is_the_original(b in mutated(valid_hello())) {
+                if let Ok((nonce, who)) = check_hello::<String>(P, KEY, &N1, &b) {
+                    prop_assert_eq!((nonce, who.as_str()), (N2, "client"));
+                }
+            }
+
+            #[test]
+            fn a_mutated_answer_is_refused_or_is_the_original(b in mutated(valid_answer())) {
+                if let Ok(a) = check_answer::<String>(P, KEY, &N1, &N2, &b) {
+                    prop_assert!(matches!(a, Answered::Welcome(ref s) if s == "server"));
+                }
+            }
+
+            #[test]
+            fn a_mutated_sealed_frame_is_rejected_or_is_the_original(b in mutated(valid_sealed())) {
+                if let Received::Msg(m) = open_one(&b) {
+                    prop_assert_eq!(m, 7);
+                }
+            }
+        }
     }
 }

@@ -94,6 +94,13 @@ impl LinkReader {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     LinkEvent::Closed("closed by the peer".into())
                 }
+                // a length prefix out of bounds: a rejected frame (counted), and the end
+                Err(e) if nm_wire::frame::is_rejected_frame(&e) => {
+                    if tx.send((id, LinkEvent::Rejected(e.to_string()))).is_err() {
+                        return;
+                    }
+                    LinkEvent::Closed(e.to_string())
+                }
                 Err(e) => LinkEvent::Closed(e.to_string()),
             };
             let closed = matches!(event, LinkEvent::Closed(_));
@@ -247,6 +254,58 @@ mod tests {
         match standby.await.unwrap().unwrap() {
             Connected::Refused(r) => assert_eq!(r, "standby 5 already watches"),
             Connected::Linked(..) => panic!("linked"),
+        }
+    }
+
+    mod fuzz {
+        //! The standby link's message decoders over arbitrary bytes and mutated valid messages:
+        //! an error or a message, never a panic, never an allocation beyond the codec's limit.
+        use nm_wire::codec::{self, MAX_FRAME};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn decode_all(b: &[u8]) {
+            let _ = codec::decode::<Msg>(b);
+            let _ = codec::decode::<StandbyId>(b);
+            let _ = codec::decode::<Welcome>(b);
+        }
+
+        fn valid() -> Vec<Vec<u8>> {
+            vec![
+                codec::encode(&Msg::Heartbeat),
+                codec::encode(&StandbyId {
+                    pid: 7,
+                    start_time: 70,
+                }),
+                codec::encode(&welcome()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_a_standby_link_decoder(
+                b in proptest::collection::vec(any::<u8>(), 0..MAX_FRAME + 64),
+            ) {
+                decode_all(&b);
+            }
+
+            #[test]
+            fn mutated_standby_link_messages_never_panic_a_decoder(
+                which in 0usize..3,
+                flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+                cut in any::<usize>(),
+            ) {
+                let mut b = valid().swap_remove(which);
+                for (i, v) in flips {
+                    let n = b.len();
+                    b[i % n] = v;
+                }
+                b.truncate(cut % (b.len() + 1));
+                decode_all(&b);
+            }
         }
     }
 }

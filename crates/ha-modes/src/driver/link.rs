@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nm_wire::admission::{self, Admission, Gate};
+use nm_wire::frame;
 use nm_wire::session::{self, Connected, Protocol, Received};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -17,8 +19,10 @@ use crate::core::{Op, PeerLeave, PeerState};
 use crate::mode::Status;
 use crate::report::HaReport;
 
-/// Connections served at once (handshakes included).
-const MAX_CONNECTIONS: usize = 8;
+/// The peer's authenticated sessions served at once, outside the handshake pool: its current
+/// one and one it abandoned when it redialled (a fenced machine sends no FIN). A newer session
+/// closes the oldest, so the peer always gets through; strangers never hold one of these.
+const SESSIONS: usize = 2;
 
 pub(crate) const PROTOCOL: Protocol = Protocol {
     label: "nm-ha",
@@ -167,7 +171,13 @@ pub(crate) async fn client(
             let exchange = async {
                 tx.send(&request).await.map_err(|e| e.to_string())?;
                 loop {
-                    match rx.recv::<Reply>().await.map_err(|e| e.to_string())? {
+                    let got = rx.recv::<Reply>().await.map_err(|e| {
+                        if frame::is_rejected_frame(&e) {
+                            let _ = events.send(Event::Rejected(format!("{}: {e}", cfg.peer_addr)));
+                        }
+                        e.to_string()
+                    })?;
+                    match got {
                         Received::Msg(r) => return Ok(r),
                         Received::Rejected(why) => {
                             let _ = events.send(Event::Rejected(why));
@@ -224,6 +234,12 @@ async fn fail_wait(
 }
 
 /// Accepts the peer's connections and answers its requests.
+///
+/// A connection handshakes in a bounded pool ([`nm_wire::admission`]: per source address and in
+/// total, a newcomer evicting the oldest of the busiest source) within
+/// [`admission::handshake_deadline`] of the heartbeat; once authenticated as the peer, its
+/// session leaves that pool for one of [`SESSIONS`] slots of its own. Every connection or frame
+/// refused on the way is reported as [`Event::Rejected`].
 pub(crate) async fn server(
     cfg: LinkConfig,
     listener: TcpListener,
@@ -231,8 +247,21 @@ pub(crate) async fn server(
     report: watch::Receiver<HaReport>,
     mine: watch::Receiver<PeerState>,
 ) {
-    // the peer needs one connection; a few more cover reconnects while an old one lingers
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let deadline = admission::handshake_deadline(cfg.heartbeat);
+    serve_listener(cfg, listener, deadline, events, report, mine).await;
+}
+
+/// [`server`] with the handshake deadline given (tests give strangers all the time they want).
+pub(crate) async fn serve_listener(
+    cfg: LinkConfig,
+    listener: TcpListener,
+    deadline: Duration,
+    events: mpsc::UnboundedSender<Event>,
+    report: watch::Receiver<HaReport>,
+    mine: watch::Receiver<PeerState>,
+) {
+    let handshakes = Gate::handshakes();
+    let sessions = Gate::new(SESSIONS, SESSIONS);
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(c) => c,
@@ -243,114 +272,166 @@ pub(crate) async fn server(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let (slot, evicted) = handshakes.admit(from.ip());
+        if let Some(e) = evicted {
             let _ = events.send(Event::Rejected(format!(
-                "{from}: more than {MAX_CONNECTIONS} connections at once: dropped"
+                "{}: handshake slots full: its oldest unauthenticated connection closed",
+                e.source
             )));
-            continue;
-        };
+        }
         let cfg = cfg.clone();
         let events = events.clone();
-        let (report, mine) = (report.clone(), mine.clone());
+        let (report, mine, sessions) = (report.clone(), mine.clone(), sessions.clone());
         tokio::spawn(async move {
-            if let Err(why) = serve(&cfg, stream, &events, &report, &mine).await {
+            let link = Accepting {
+                cfg: &cfg,
+                events: &events,
+                report: &report,
+                mine: &mine,
+                sessions: &sessions,
+            };
+            if let Err(why) = link.serve(stream, from, slot, deadline).await {
                 let _ = events.send(Event::Rejected(format!("{from}: {why}")));
             }
-            drop(slot);
         });
     }
 }
 
-async fn serve(
-    cfg: &LinkConfig,
-    stream: tokio::net::TcpStream,
-    events: &mpsc::UnboundedSender<Event>,
-    report: &watch::Receiver<HaReport>,
-    mine: &watch::Receiver<PeerState>,
-) -> Result<(), String> {
-    let pending =
-        match session::accept::<Identity>(stream, PROTOCOL, &cfg.key, cfg.peer_timeout).await {
-            Ok(p) => p,
-            // a peer that went away mid-handshake is not a bad frame
-            Err(e @ (session::HandshakeError::Io(_) | session::HandshakeError::Timeout(_))) => {
-                tracing::debug!(error = %e, "HA link: handshake not finished");
+/// What serving one connection needs.
+struct Accepting<'a> {
+    cfg: &'a LinkConfig,
+    events: &'a mpsc::UnboundedSender<Event>,
+    report: &'a watch::Receiver<HaReport>,
+    mine: &'a watch::Receiver<PeerState>,
+    sessions: &'a Gate,
+}
+
+impl Accepting<'_> {
+    /// Handshakes in `slot`, then serves the authenticated peer in a session slot. `Err` is a
+    /// rejected connection or frame; `Ok` an ordinary end (closed, evicted by a newer session).
+    async fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        from: SocketAddr,
+        mut slot: Admission,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let cfg = self.cfg;
+        let accepted = slot
+            .hold(session::accept::<Identity>(
+                stream, PROTOCOL, &cfg.key, deadline,
+            ))
+            .await;
+        let pending = match accepted {
+            // a newer connection took the slot (counted when it did)
+            None => return Ok(()),
+            Some(Ok(p)) => p,
+            // every connection that did not authenticate is counted, whatever it did: closed,
+            // stalled past the deadline, garbage, an oversized frame, another key (the standby
+            // port counts the same; a daemon restarting mid-handshake adds one, harmlessly)
+            Some(Err(e)) => return Err(format!("handshake: {e}")),
+        };
+        // authenticated: the handshake slot goes back at once
+        drop(slot);
+        self.session(pending, from).await
+    }
+
+    async fn session(
+        &self,
+        pending: session::Pending<Identity>,
+        from: SocketAddr,
+    ) -> Result<(), String> {
+        let cfg = self.cfg;
+        if pending.peer.node != cfg.peer || pending.peer.peer != cfg.me {
+            let why = format!(
+                "node {:?} (peer of {:?}) is not this node's peer {:?}",
+                pending.peer.node, pending.peer.peer, cfg.peer
+            );
+            pending.refuse(&why).await;
+            return Err(why);
+        }
+        let me = Identity {
+            node: cfg.me.clone(),
+            peer: cfg.peer.clone(),
+        };
+        // the peer's session takes a slot of its own, never one a stranger can hold; a newer
+        // one closes the oldest (the peer redialled: it no longer reads the old one)
+        let (mut slot, _) = self.sessions.admit(from.ip());
+        let (rx, tx) = pending.welcome(&me).await.map_err(|e| e.to_string())?;
+        slot.hold(self.requests(rx, tx)).await.unwrap_or(Ok(()))
+    }
+
+    /// Answers the peer's requests until the session ends.
+    async fn requests(
+        &self,
+        mut rx: session::Receiver,
+        mut tx: session::Sender,
+    ) -> Result<(), String> {
+        let (cfg, events, mine) = (self.cfg, self.events, self.mine);
+        // the peer exchanges every heartbeat: a session silent for twice the peer timeout is
+        // dead (a fenced machine sends no FIN) and gives its session slot back
+        let idle = 2 * cfg.peer_timeout;
+        loop {
+            let request = match tokio::time::timeout(idle, rx.recv::<Request>()).await {
+                Ok(Ok(Received::Msg(r))) => r,
+                Ok(Ok(Received::Rejected(why))) => {
+                    let _ = events.send(Event::Rejected(why));
+                    continue;
+                }
+                // a length prefix out of bounds: the stream is out of step, and the frame counts
+                Ok(Err(e)) if frame::is_rejected_frame(&e) => return Err(e.to_string()),
+                // the peer closed, the link broke or went silent: it redials
+                Ok(Err(_)) | Err(_) => return Ok(()),
+            };
+            let reply = match request {
+                // answered here with what the driver last published: a heartbeat never waits on
+                // the driver (which may wait for a write of ha.json to be durable before it
+                // publishes)
+                Request::Exchange(state) => {
+                    if events.send(Event::Peer(state)).is_err() {
+                        return Ok(()); // the driver has ended
+                    }
+                    Reply::State(mine.borrow().clone())
+                }
+                Request::Promote { incarnation, claim } => {
+                    let (tx_p, rx_p) = oneshot::channel();
+                    let _ = events.send(Event::PromoteRequest {
+                        incarnation,
+                        claim,
+                        reply: tx_p,
+                    });
+                    Reply::Promote(rx_p.await.unwrap_or(false))
+                }
+                Request::Leave(leave) => {
+                    // not taken in as a report first: the core checks its incarnation before
+                    let (tx_l, rx_l) = oneshot::channel();
+                    let _ = events.send(Event::PeerLeft { leave, reply: tx_l });
+                    Reply::Left(
+                        rx_l.await
+                            .unwrap_or_else(|_| Err("the HA manager stopped".into())),
+                    )
+                }
+                Request::Op { op, state } => {
+                    // the command is checked against our state as of now, not a heartbeat ago
+                    let _ = events.send(Event::Peer(state));
+                    let (tx_op, rx_op) = oneshot::channel();
+                    let _ = events.send(Event::Remote { op, reply: tx_op });
+                    let mut result = rx_op
+                        .await
+                        .unwrap_or_else(|_| Err("the HA manager stopped".into()));
+                    if result.is_ok() && stops(op) {
+                        // answer once the HA-managed servers are down, so the peer's next step
+                        // is safe
+                        result = wait_not_primary(self.report.clone(), cfg.stop_wait)
+                            .await
+                            .and(result);
+                    }
+                    Reply::Op(result)
+                }
+            };
+            if tx.send(&reply).await.is_err() {
                 return Ok(());
             }
-            Err(e) => return Err(e.to_string()),
-        };
-    if pending.peer.node != cfg.peer || pending.peer.peer != cfg.me {
-        let why = format!(
-            "node {:?} (peer of {:?}) is not this node's peer {:?}",
-            pending.peer.node, pending.peer.peer, cfg.peer
-        );
-        pending.refuse(&why).await;
-        return Err(why);
-    }
-    let me = Identity {
-        node: cfg.me.clone(),
-        peer: cfg.peer.clone(),
-    };
-    let (mut rx, mut tx) = pending.welcome(&me).await.map_err(|e| e.to_string())?;
-    // the peer exchanges every heartbeat: a session silent for twice the peer timeout is dead (a
-    // fenced machine sends no FIN) and gives its connection slot back
-    let idle = 2 * cfg.peer_timeout;
-    loop {
-        let request = match tokio::time::timeout(idle, rx.recv::<Request>()).await {
-            Ok(Ok(Received::Msg(r))) => r,
-            Ok(Ok(Received::Rejected(why))) => {
-                let _ = events.send(Event::Rejected(why));
-                continue;
-            }
-            // the peer closed, the link broke or went silent: it redials
-            Ok(Err(_)) | Err(_) => return Ok(()),
-        };
-        let reply = match request {
-            // answered here with what the driver last published: a heartbeat never waits on
-            // the driver (which may wait for a write of ha.json to be durable before it
-            // publishes)
-            Request::Exchange(state) => {
-                if events.send(Event::Peer(state)).is_err() {
-                    return Ok(()); // the driver has ended
-                }
-                Reply::State(mine.borrow().clone())
-            }
-            Request::Promote { incarnation, claim } => {
-                let (tx_p, rx_p) = oneshot::channel();
-                let _ = events.send(Event::PromoteRequest {
-                    incarnation,
-                    claim,
-                    reply: tx_p,
-                });
-                Reply::Promote(rx_p.await.unwrap_or(false))
-            }
-            Request::Leave(leave) => {
-                // not taken in as a report first: the core checks its incarnation before
-                let (tx_l, rx_l) = oneshot::channel();
-                let _ = events.send(Event::PeerLeft { leave, reply: tx_l });
-                Reply::Left(
-                    rx_l.await
-                        .unwrap_or_else(|_| Err("the HA manager stopped".into())),
-                )
-            }
-            Request::Op { op, state } => {
-                // the command is checked against our state as of now, not a heartbeat ago
-                let _ = events.send(Event::Peer(state));
-                let (tx_op, rx_op) = oneshot::channel();
-                let _ = events.send(Event::Remote { op, reply: tx_op });
-                let mut result = rx_op
-                    .await
-                    .unwrap_or_else(|_| Err("the HA manager stopped".into()));
-                if result.is_ok() && stops(op) {
-                    // answer once the HA-managed servers are down, so the peer's next step is safe
-                    result = wait_not_primary(report.clone(), cfg.stop_wait)
-                        .await
-                        .and(result);
-                }
-                Reply::Op(result)
-            }
-        };
-        if tx.send(&reply).await.is_err() {
-            return Ok(());
         }
     }
 }
@@ -375,5 +456,190 @@ pub(crate) async fn wait_not_primary(
         Err(_) => Err(format!(
             "the HA-managed servers still run after {timeout:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Strangers against the HA listener: real sockets, no timing. Strangers get all the time
+    //! they want (an hour's handshake deadline), so only the admission policy lets the peer in.
+    use nm_wire::admission::HANDSHAKES_TOTAL;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+    use crate::mode::Mode;
+
+    const KEY: &[u8] = b"cluster key";
+    /// A deadline on conditions, never reached when the code works.
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn state(node: &str) -> PeerState {
+        PeerState {
+            node: node.into(),
+            incarnation: 1,
+            mode: Mode::Default,
+            status: Status::Running,
+            peerdown: false,
+            started: true,
+            ha_idle_failed_startup: false,
+            promoting: false,
+            claims_done: 0,
+            seq: 1,
+            up_ms: 0,
+        }
+    }
+
+    /// A connection from `127.0.0.{source}`, returned once the listener has accepted it (it
+    /// sent the challenge, or closed the connection).
+    async fn stranger(to: SocketAddr, source: u8) -> TcpStream {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from(([127, 0, 0, source], 0))).unwrap();
+        let mut c = s.connect(to).await.unwrap();
+        let mut first = [0u8; 1];
+        let _ = tokio::time::timeout(WAIT, c.read(&mut first))
+            .await
+            .expect("the listener accepts every connection");
+        c
+    }
+
+    #[tokio::test]
+    async fn strangers_holding_every_handshake_slot_neither_keep_the_peer_out_nor_close_its_session()
+     {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = LinkConfig {
+            me: "node1".into(),
+            peer: "node2".into(),
+            peer_addr: addr, // unused: no client runs
+            key: Arc::new(KEY.to_vec()),
+            heartbeat: Duration::from_millis(100),
+            peer_timeout: Duration::from_secs(3600),
+            stop_wait: Duration::from_secs(1),
+        };
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let (_report_tx, report) = watch::channel(HaReport::unconfigured("node1"));
+        let (_mine_tx, mine) = watch::channel(state("node1"));
+        let server = tokio::spawn(serve_listener(
+            cfg,
+            listener,
+            Duration::from_secs(3600),
+            events,
+            report,
+            mine,
+        ));
+
+        // idle strangers from five addresses (the peer's own among them), twice the pool
+        let mut held = vec![];
+        for i in 0..2 * HANDSHAKES_TOTAL {
+            held.push(stranger(addr, 1 + (i % 5) as u8).await);
+        }
+        // and garbage: a frame claiming 4 GiB, and a hello that does not decode
+        let mut huge = stranger(addr, 6).await;
+        huge.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let mut garbage = stranger(addr, 7).await;
+        garbage
+            .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+
+        let me = Identity {
+            node: "node2".into(),
+            peer: "node1".into(),
+        };
+        let linked = session::connect::<Identity, _>(addr, PROTOCOL, KEY, &me, WAIT).await;
+        let Ok(Connected::Linked(mut rx, mut tx, them)) = linked else {
+            panic!("the peer was kept out: {linked:?}");
+        };
+        assert_eq!(them.node, "node1");
+
+        // more strangers, after the session is up: it is not in their pool
+        for i in 0..2 * HANDSHAKES_TOTAL {
+            held.push(stranger(addr, 1 + (i % 3) as u8).await);
+        }
+        tx.send(&Request::Exchange(state("node2"))).await.unwrap();
+        let reply = tokio::time::timeout(WAIT, rx.recv::<Reply>())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reply, Ok(Received::Msg(Reply::State(ref s))) if s.node == "node1"),
+            "{reply:?}"
+        );
+
+        // the garbage and every evicted stranger were counted
+        let mut rejected = vec![];
+        let counted = async {
+            while !(rejected.iter().any(|r: &String| r.contains("at most"))
+                && rejected.iter().any(|r| r.contains("malformed"))
+                && rejected.iter().filter(|r| r.contains("slots full")).count()
+                    >= 2 * HANDSHAKES_TOTAL)
+            {
+                match seen.recv().await {
+                    Some(Event::Rejected(why)) => rejected.push(why),
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        };
+        let all = tokio::time::timeout(WAIT, counted).await.is_ok();
+        assert!(all, "not every rejection was counted: {rejected:#?}");
+        server.abort();
+    }
+
+    mod fuzz {
+        //! The link's message decoders over arbitrary bytes and mutated valid messages: an
+        //! error or a message, never a panic, never an allocation beyond the codec's limit.
+        use nm_wire::codec::{self, MAX_FRAME};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn decode_all(b: &[u8]) {
+            let _ = codec::decode::<Request>(b);
+            let _ = codec::decode::<Reply>(b);
+            let _ = codec::decode::<Identity>(b);
+        }
+
+        fn valid() -> Vec<Vec<u8>> {
+            vec![
+                codec::encode(&Request::Exchange(state("node2"))),
+                codec::encode(&Request::Promote {
+                    incarnation: 3,
+                    claim: 4,
+                }),
+                codec::encode(&Reply::Op(Err("no".into()))),
+                codec::encode(&Reply::State(state("node1"))),
+                codec::encode(&Identity {
+                    node: "node1".into(),
+                    peer: "node2".into(),
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_a_link_decoder(
+                b in proptest::collection::vec(any::<u8>(), 0..MAX_FRAME + 64),
+            ) {
+                decode_all(&b);
+            }
+
+            #[test]
+            fn mutated_link_messages_never_panic_a_decoder(
+                which in 0usize..5,
+                flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+                cut in any::<usize>(),
+            ) {
+                let mut b = valid().swap_remove(which);
+                for (i, v) in flips {
+                    let n = b.len();
+                    b[i % n] = v;
+                }
+                b.truncate(cut % (b.len() + 1));
+                decode_all(&b);
+            }
+        }
     }
 }

@@ -7,6 +7,9 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
+
+use nm_wire::admission::{self, Gate};
 
 use supervisor_core::driver::{PinnedProcess, start_time_of};
 use tokio::net::TcpListener;
@@ -368,40 +371,58 @@ impl Driver {
     }
 }
 
-/// Handshakes in progress at once; more connections are closed at once (and counted), so local
-/// connections cannot pile up descriptors and tasks.
-const MAX_HANDSHAKES: usize = 8;
-
+/// Accepts standbys on the standby port. Anyone local can connect: a connection handshakes in a
+/// bounded pool ([`nm_wire::admission`]: per source address and in total, a newcomer evicting
+/// the oldest of the busiest source, every eviction counted) within
+/// [`admission::handshake_deadline`] of the heartbeat, so idle or garbage connections can
+/// neither pile up descriptors and tasks nor keep a new standby from attaching. An attached
+/// standby's link lives with the driver, outside the pool.
 async fn accept_loop(
     listener: TcpListener,
     key: Vec<u8>,
     timing: Timing,
     tx: mpsc::UnboundedSender<Input>,
 ) {
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let deadline = admission::handshake_deadline(timing.heartbeat);
+    accept_with(listener, key, deadline, tx).await;
+}
+
+/// [`accept_loop`] with the handshake deadline given (tests give strangers all the time they
+/// want).
+async fn accept_with(
+    listener: TcpListener,
+    key: Vec<u8>,
+    deadline: Duration,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let handshakes = Gate::handshakes();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // e.g. out of descriptors: do not spin on it
                 tracing::warn!(error = %e, "cannot accept on the standby port");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let (mut slot, evicted) = handshakes.admit(peer.ip());
+        if let Some(e) = evicted {
             let _ = tx.send(Input::Rejected(format!(
-                "{peer}: {MAX_HANDSHAKES} handshakes already in progress"
+                "{}: handshake slots full: its oldest unauthenticated connection closed",
+                e.source
             )));
-            continue;
-        };
+        }
         let _ = stream.set_nodelay(true);
         let key = key.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-            let input = match link::accept(stream, &key, timing.timeout).await {
+            let Some(accepted) = slot.hold(link::accept(stream, &key, deadline)).await else {
+                return; // evicted by a newer connection: counted when it was
+            };
+            drop(slot);
+            let input = match accepted {
                 // never our own standby: attaching (and later killing) ourselves must be impossible
                 Ok(pending) if pending.pid == me => {
                     Input::Rejected(format!("{peer}: a standby claiming this process's own pid"))
@@ -463,5 +484,103 @@ fn log_event(ev: &KeeperEvent) {
             delay = ?delay,
             "standby node managers keep dying young: waiting before the next launch"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Strangers against the standby port: real sockets, no timing. Strangers get all the time
+    //! they want (an hour's handshake deadline), so only the admission policy lets a standby in.
+    use std::process::Command;
+
+    use nm_wire::admission::HANDSHAKES_TOTAL;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+    use crate::link::Connected;
+
+    const KEY: &[u8] = b"standby key";
+    /// A deadline on conditions, never reached when the code works.
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A connection from `127.0.0.{source}`, returned once the port has accepted it (it sent
+    /// the challenge, or closed the connection).
+    async fn stranger(to: SocketAddr, source: u8) -> TcpStream {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from(([127, 0, 0, source], 0))).unwrap();
+        let mut c = s.connect(to).await.unwrap();
+        let mut first = [0u8; 1];
+        let _ = tokio::time::timeout(WAIT, c.read(&mut first))
+            .await
+            .expect("the port accepts every connection");
+        c
+    }
+
+    #[tokio::test]
+    async fn strangers_holding_every_handshake_slot_do_not_keep_a_standby_from_attaching() {
+        let listener = bind_standby_port(0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let accept = tokio::spawn(accept_with(
+            listener,
+            KEY.to_vec(),
+            Duration::from_secs(3600),
+            tx,
+        ));
+        // the standby: a real process other than this one, whose identity the port checks
+        let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = i32::try_from(sleeper.id()).unwrap();
+        let standby = (pid, start_time_of(pid).unwrap());
+
+        // idle strangers, most from the standby's own address, twice the pool; and garbage
+        let mut held = vec![];
+        for i in 0..2 * HANDSHAKES_TOTAL {
+            held.push(stranger(addr, 1 + (i % 3) as u8).await);
+        }
+        let mut huge = stranger(addr, 4).await;
+        huge.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+
+        let connecting = tokio::spawn(link::connect(addr, KEY, standby, WAIT));
+        let mut rejected = vec![];
+        let attaching = async {
+            loop {
+                match rx.recv().await {
+                    Some(Input::Attaching(pending, _)) => return Some(pending),
+                    Some(Input::Rejected(why)) => rejected.push(why),
+                    Some(Input::Exited(..)) | None => return None,
+                }
+            }
+        };
+        let pending = tokio::time::timeout(WAIT, attaching).await.ok().flatten();
+        let pending = pending.expect("the standby's handshake was kept out");
+        assert_eq!(pending.pid, pid);
+        let welcome = Welcome {
+            pid: 1,
+            start_time: 1,
+            takeovers: 0,
+            pair_started_ms: 0,
+        };
+        let _halves = pending.welcome(welcome).await.unwrap();
+        let linked = connecting.await.unwrap();
+        assert!(matches!(linked, Ok(Connected::Linked(..))), "{linked:?}");
+
+        // every evicted stranger and the oversized frame were counted
+        let counted = async {
+            while !(rejected.iter().any(|r: &String| r.contains("at most"))
+                && rejected.iter().filter(|r| r.contains("slots full")).count() >= HANDSHAKES_TOTAL)
+            {
+                match rx.recv().await {
+                    Some(Input::Rejected(why)) => rejected.push(why),
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        };
+        let all = tokio::time::timeout(WAIT, counted).await.is_ok();
+        assert!(all, "not every rejection was counted: {rejected:#?}");
+        accept.abort();
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
     }
 }

@@ -87,10 +87,11 @@ pub struct LockDir {
 }
 
 impl LockDir {
-    /// Uses (and creates, mode 0700) `data_dir/servers`.
+    /// Uses (and creates, mode 0700) `data_dir/servers`, which must be owned by the daemon's user
+    /// and writable by no one else ([`crate::os::check_private_dir`]; never changed).
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created, or is not private (`PermissionDenied`).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
             dir: crate::os::private_dir(data_dir, "servers")?,

@@ -3,8 +3,11 @@
 # It "powers off" the peer node by SIGKILLing its nm-daemon and every server it started. A real
 # fence command powers the peer *machine* off (IPMI, a PDU, a cloud API) and exits 0 only once it
 # is off: see docs/ha.md.
-dir=/tmp/nm-ha-demo/$NM_HA_PEER
-echo "$(date -Iseconds) $NM_HA_NODE fences $NM_HA_PEER" >> /tmp/nm-ha-demo/fence.log
+# nm runs it by its absolute path (resolved against the config's directory): the demo's files
+# are in run/ha-demo beside it
+demo="$(dirname "$0")/run/ha-demo"
+dir=$demo/$NM_HA_PEER
+echo "$(date -Iseconds) $NM_HA_NODE fences $NM_HA_PEER" >> "$demo/fence.log"
 [ -f "$dir/nm.lock" ] && kill -9 "$(cat "$dir/nm.lock")" 2>/dev/null
 for e in /proc/[0-9]*/environ; do
     if tr '\0' '\n' < "$e" 2>/dev/null | grep -qx "NM_DEMO_NODE=$NM_HA_PEER"; then

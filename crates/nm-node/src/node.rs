@@ -52,7 +52,12 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    /// A key or token file is unusable (mode, length, empty).
+    /// The data directory, or a directory nm keeps in it, is not the daemon's own: another user
+    /// owns it or may write in it (docs/operations.md, "What nm requires of data_dir"). Nothing
+    /// in it was created or changed.
+    #[error("data_dir {0}")]
+    UnsafeDataDir(String),
+    /// A key or token file is unusable (owner, mode, length, empty).
     #[error("{0}")]
     Key(String),
     /// `ha.json` is unusable, or the HA manager could not start.

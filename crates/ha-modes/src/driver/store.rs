@@ -45,13 +45,18 @@ pub enum StoreError {
     },
 }
 
-/// Loads the record; a missing file is a new pair (default mode, HA stopped).
+/// Loads the record; a missing file is a new pair (default mode, HA stopped). A link at the
+/// path, or a file over 64 KiB, is a [`StoreError::Read`].
 ///
 /// # Errors
 /// [`StoreError::Read`] or [`StoreError::Invalid`].
 pub fn load(data_dir: &Path) -> Result<Record, StoreError> {
     let path = data_dir.join(MODE_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    // without following a link, and at most 64 KiB: a link to /dev/zero is refused, not read
+    let text = match supervisor_core::os::read_limited(&path, supervisor_core::os::STATE_FILE_LIMIT)
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Record::default()),
         Err(source) => return Err(StoreError::Read { path, source }),
@@ -77,6 +82,13 @@ pub fn save(data_dir: &Path, rec: &Record) -> Result<(), StoreError> {
     let path = data_dir.join(MODE_FILE);
     let mut bytes = serde_json::to_vec_pretty(rec).expect("a record always serialises");
     bytes.push(b'\n');
+    #[cfg(test)]
+    if let Some(stalled) = stall::take(data_dir) {
+        return Err(StoreError::Write {
+            path,
+            source: stalled.hold(bytes),
+        });
+    }
     supervisor_core::driver::lockfile::write_atomic(&path, &bytes)
         .map_err(|source| StoreError::Write { path, source })
 }
@@ -87,16 +99,58 @@ pub fn save(data_dir: &Path, rec: &Record) -> Result<(), StoreError> {
 /// # Errors
 /// Any I/O error; the caller resets anyway (the reset must not wait on a broken disk).
 pub fn smith(data_dir: &Path, line: &str) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .open(data_dir.join(SMITHLOG))?;
+    // never through a link planted at the path
+    let mut f = supervisor_core::os::open_append_nofollow(&data_dir.join(SMITHLOG), 0o640)?;
     let mut buf = line.trim_end().to_owned();
     buf.push('\n');
     f.write_all(buf.as_bytes())?;
     f.sync_all()
+}
+
+/// A disk that stops answering, for the driver's tests: the next [`save`] in a data directory
+/// blocks until the test lets go, then fails (nothing written).
+#[cfg(test)]
+pub(crate) mod stall {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Receiver, Sender, channel};
+
+    static STALLED: Mutex<Vec<(PathBuf, Stalled)>> = Mutex::new(Vec::new());
+
+    /// The save side of a stall.
+    pub(crate) struct Stalled {
+        release: Receiver<()>,
+        written: Sender<Vec<u8>>,
+    }
+
+    impl Stalled {
+        /// Hands `bytes` to the test, waits until it lets go, and fails.
+        pub(super) fn hold(self, bytes: Vec<u8>) -> std::io::Error {
+            let _ = self.written.send(bytes);
+            let _ = self.release.recv();
+            std::io::Error::other("the disk stalled, then failed")
+        }
+    }
+
+    /// Stalls the next save in `data_dir`. Dropping the returned sender lets it go (to fail);
+    /// the receiver gets the bytes the save was writing.
+    pub(crate) fn next_save(data_dir: &Path) -> (Sender<()>, Receiver<Vec<u8>>) {
+        let (release_tx, release) = channel();
+        let (written, written_rx) = channel();
+        STALLED
+            .lock()
+            .expect("no test panics while holding the stall list")
+            .push((data_dir.to_owned(), Stalled { release, written }));
+        (release_tx, written_rx)
+    }
+
+    pub(super) fn take(data_dir: &Path) -> Option<Stalled> {
+        let mut all = STALLED
+            .lock()
+            .expect("no test panics while holding the stall list");
+        let i = all.iter().position(|(d, _)| d == data_dir)?;
+        Some(all.remove(i).1)
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +200,26 @@ mod tests {
         smith(d.path(), "two\n").unwrap();
         let text = std::fs::read_to_string(d.path().join(SMITHLOG)).unwrap();
         assert_eq!(text, "one\ntwo\n");
+    }
+
+    #[test]
+    fn links_planted_at_the_mode_file_and_the_smith_log_are_not_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("precious");
+        std::fs::write(&target, b"precious").unwrap();
+        for planted in [MODE_FILE, ".ha.json.tmp", SMITHLOG] {
+            std::os::unix::fs::symlink(&target, d.path().join(planted)).unwrap();
+        }
+        assert!(matches!(load(d.path()), Err(StoreError::Read { .. })));
+        assert!(smith(d.path(), "reset").is_err());
+        save(d.path(), &Record::default()).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert!(
+            std::fs::symlink_metadata(d.path().join(MODE_FILE))
+                .unwrap()
+                .is_file()
+        );
+        std::fs::write(d.path().join(MODE_FILE), vec![b' '; 64 * 1024 + 1]).unwrap();
+        assert!(matches!(load(d.path()), Err(StoreError::Read { .. })));
     }
 }

@@ -2,7 +2,6 @@
 //! directory. Tests about timers run on tokio's paused clock: virtual time moves only when every
 //! task waits, so "after peer_timeout" is exact and costs no wall time.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
@@ -345,12 +344,8 @@ async fn a_stalled_write_of_ha_json_holds_the_command_but_not_the_heartbeats() {
     for ha in [&ha1, &ha2] {
         wait_report(ha, "linked", secs(10), |r| r.communicating).await;
     }
-    let fifo = d1.path().join(".ha.json.tmp");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    // the next write of ha.json blocks (a disk that stops answering), then fails
+    let (release, written) = super::store::stall::next_save(d1.path());
 
     let command = {
         let ha1 = ha1.clone();
@@ -376,13 +371,8 @@ async fn a_stalled_write_of_ha_json_holds_the_command_but_not_the_heartbeats() {
     );
     assert!(ha1.report().communicating);
 
-    // the disk comes back (and, a FIFO not being fsync-able, the write fails): nothing changed
-    let reader = std::thread::spawn(move || {
-        let mut bytes = vec![];
-        std::fs::File::open(&fifo)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map(|_| bytes)
-    });
+    // the disk comes back, and the write fails: nothing changed
+    drop(release);
     let result = tokio::time::timeout(secs(10), command)
         .await
         .expect("the command ends once the disk is back")
@@ -392,7 +382,7 @@ async fn a_stalled_write_of_ha_json_holds_the_command_but_not_the_heartbeats() {
     };
     assert!(why.ends_with("nothing changed"), "{why}");
     assert!(
-        String::from_utf8(reader.join().unwrap().unwrap())
+        String::from_utf8(written.recv().unwrap())
             .unwrap()
             .contains("locked")
     );

@@ -297,11 +297,10 @@ impl Driver {
     /// the active does not reach it), pinned at once, reaped by a task that reports its exit.
     fn spawn(&mut self) -> io::Result<Pid> {
         let stderr = match &self.cfg.stderr {
-            Some(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(Stdio::from)?,
+            // `<node>_standby.log` in the data directory: 0640, never through a planted link
+            Some(path) => {
+                supervisor_core::os::open_append_nofollow(path, 0o640).map(Stdio::from)?
+            }
             None => Stdio::null(),
         };
         let mut child = tokio::process::Command::new(&self.cfg.program)

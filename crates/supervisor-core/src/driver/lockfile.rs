@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::process::{self, PidFd};
 use crate::core::{Boot, DownCause, LockFile, Pid, Process, StopMarker};
-use crate::os::remove_durably;
 pub use crate::os::write_atomic;
+use crate::os::{STATE_FILE_LIMIT, read_limited, remove_durably};
 use crate::spec::ServerName;
 
 /// The lock file's format version.
@@ -87,10 +87,11 @@ pub struct LockDir {
 }
 
 impl LockDir {
-    /// Uses (and creates, mode 0700) `data_dir/servers`.
+    /// Uses (and creates, mode 0700) `data_dir/servers`, which must be owned by the daemon's user
+    /// and writable by no one else ([`crate::os::check_private_dir`]; never changed).
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created, or is not private (`PermissionDenied`).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
             dir: crate::os::private_dir(data_dir, "servers")?,
@@ -148,7 +149,7 @@ impl LockDir {
     /// stop of this boot: the server stays down.
     #[must_use]
     pub fn read_stop_marker(&self, server: &ServerName, boot: &str) -> StopMarker {
-        match std::fs::read(self.stop_marker(server)) {
+        match read_limited(&self.stop_marker(server), STATE_FILE_LIMIT) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => StopMarker::Absent,
             Ok(bytes) => match serde_json::from_slice::<StopRecord>(&bytes) {
                 Ok(r) => StopMarker::Present {
@@ -207,7 +208,7 @@ impl LockDir {
     /// server (which replaces or removes it).
     pub fn inspect(&self, server: &ServerName, boot_id: &str) -> Inspection {
         let path = self.path(server);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_limited(&path, STATE_FILE_LIMIT) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Inspection::plain(LockFile::Missing);
@@ -579,5 +580,58 @@ mod tests {
         dir.remove(&name("a")).unwrap();
         dir.remove(&name("a")).unwrap();
         assert!(dir.names().is_empty());
+    }
+
+    #[test]
+    fn links_planted_where_lock_files_and_stop_markers_are_written_are_not_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, b"precious").unwrap();
+        let servers = tmp.path().join("servers");
+        for planted in ["a.lock", ".a.lock.tmp", "a.stopped", ".a.stopped.tmp"] {
+            std::os::unix::fs::symlink(&target, servers.join(planted)).unwrap();
+        }
+        dir.write(&record(5, 6, "t", "b")).unwrap();
+        let stop = StopRecord {
+            version: 1,
+            cause: DownCause::Operator,
+            at: "2026-01-01T00:00:00Z".into(),
+            boot_id: "b".into(),
+        };
+        dir.mark_stopped(&name("a"), &stop).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        for written in ["a.lock", "a.stopped"] {
+            assert!(
+                std::fs::symlink_metadata(servers.join(written))
+                    .unwrap()
+                    .is_file()
+            );
+        }
+    }
+
+    #[test]
+    fn a_lock_file_or_stop_marker_that_is_a_link_or_too_large_is_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path(&name("a"))).unwrap();
+        assert!(matches!(
+            dir.inspect(&name("a"), "boot").lock_file,
+            LockFile::Unreadable { .. }
+        ));
+        std::fs::write(dir.path(&name("b")), vec![b' '; 64 * 1024 + 1]).unwrap();
+        assert!(matches!(
+            dir.inspect(&name("b"), "boot").lock_file,
+            LockFile::Unreadable { detail } if detail.contains("larger than")
+        ));
+        // a stop marker nm cannot read keeps its server down
+        std::os::unix::fs::symlink("/dev/zero", dir.stop_marker(&name("a"))).unwrap();
+        assert!(matches!(
+            dir.read_stop_marker(&name("a"), "boot"),
+            StopMarker::Present {
+                boot: Boot::This,
+                ..
+            }
+        ));
     }
 }

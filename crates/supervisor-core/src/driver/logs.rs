@@ -26,10 +26,11 @@ pub struct LogDir {
 }
 
 impl LogDir {
-    /// Uses (and creates, mode 0700) `data_dir/logs`.
+    /// Uses (and creates, mode 0700) `data_dir/logs`, which must be owned by the daemon's user
+    /// and writable by no one else ([`crate::os::check_private_dir`]; never changed).
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created, or is not private (`PermissionDenied`).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         Ok(Self {
             dir: crate::os::private_dir(data_dir, "logs")?,
@@ -54,12 +55,10 @@ impl LogDir {
     }
 }
 
+/// Append, create 0640, never through a link planted at `path` (it would hand a root-owned
+/// file to the server's output, then to rotation's truncation).
 fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    crate::os::open_append_nofollow(path, 0o640)
 }
 
 /// Rotates `path` if it is larger than `spec.max_size`: `path.N-1` → `path.N`, …, copy of
@@ -71,7 +70,13 @@ pub fn rotate_if_needed(path: &Path, spec: &LogSpec) -> io::Result<bool> {
     if spec.max_size == 0 {
         return Ok(false);
     }
-    let len = match std::fs::metadata(path) {
+    let len = match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
@@ -81,7 +86,7 @@ pub fn rotate_if_needed(path: &Path, spec: &LogSpec) -> io::Result<bool> {
     }
     let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
     if spec.keep == 0 {
-        File::options().write(true).open(path)?.set_len(0)?;
+        crate::os::open_write_nofollow(path)?.set_len(0)?;
         return Ok(true);
     }
     for n in (1..spec.keep).rev() {
@@ -91,9 +96,30 @@ pub fn rotate_if_needed(path: &Path, spec: &LogSpec) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-    std::fs::copy(path, numbered(1))?;
-    File::options().write(true).open(path)?.set_len(0)?;
+    copy_nofollow(path, &numbered(1), len)?;
+    crate::os::open_write_nofollow(path)?.set_len(0)?;
     Ok(true)
+}
+
+/// Copies the first `len` bytes of `from` to a new `to` (0640), following no link at either
+/// end: a stale `to` (or a link planted there) is unlinked first, then `to` is created with
+/// `O_EXCL`. `len` bounds the copy, so a server that keeps writing cannot make it endless.
+fn copy_nofollow(from: &Path, to: &Path, len: u64) -> io::Result<()> {
+    use std::io::Read;
+    let src = crate::os::open_read_nofollow(from)?;
+    match std::fs::remove_file(to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o640)
+        .open(to)?;
+    io::copy(&mut src.take(len), &mut dst)?;
+    Ok(())
 }
 
 /// Watches log files and rotates them when they outgrow their limit.
@@ -205,5 +231,57 @@ mod tests {
         );
         assert!(!tmp.path().join("a.out.3").exists());
         assert!(!rotate_if_needed(&p, &spec).unwrap());
+    }
+
+    #[test]
+    fn a_link_planted_at_a_server_log_is_refused_and_its_target_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let logs = LogDir::open(tmp.path()).unwrap();
+        let name = ServerName::new("web").unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, b"precious").unwrap();
+        for path in [logs.stdout(&name), logs.stderr(&name)] {
+            std::os::unix::fs::symlink(&target, &path).unwrap();
+            assert!(logs.open_for_child(&name).is_err(), "{}", path.display());
+            std::fs::remove_file(&path).unwrap();
+        }
+        let spec = LogSpec {
+            max_size: 1,
+            keep: 0,
+        };
+        std::fs::remove_file(logs.stdout(&name)).unwrap();
+        std::os::unix::fs::symlink(&target, logs.stdout(&name)).unwrap();
+        assert!(rotate_if_needed(&logs.stdout(&name), &spec).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn rotation_replaces_a_link_planted_at_a_numbered_copy_without_writing_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("a.out");
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, b"precious").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("a.out.1")).unwrap();
+        std::fs::write(&p, b"output").unwrap();
+        let spec = LogSpec {
+            max_size: 1,
+            keep: 1,
+        };
+        assert!(rotate_if_needed(&p, &spec).unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert_eq!(
+            std::fs::read(tmp.path().join("a.out.1")).unwrap(),
+            b"output"
+        );
+    }
+
+    #[test]
+    fn a_logs_directory_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("logs")).unwrap();
+        std::fs::set_permissions(tmp.path().join("logs"), PermissionsExt::from_mode(0o777))
+            .unwrap();
+        assert!(LogDir::open(tmp.path()).is_err());
     }
 }

@@ -173,7 +173,7 @@ pub fn start_with_writer(
         path: config.data_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(dd)?;
+    crate::os::private_data_dir(&config.data_dir).map_err(dd)?;
     let locks = LockDir::open(&config.data_dir).map_err(dd)?;
     let logs = LogDir::open(&config.data_dir).map_err(dd)?;
     let boot = process::boot_ids().map_err(DriverError::BootId)?;

@@ -75,7 +75,7 @@ async fn a_data_directory_owned_by_another_user_is_refused_with_one_line_and_sta
 
 /// Links planted at every path the daemon writes in its data directory (temporaries, the
 /// files they replace, server logs), each pointing at a file outside it: the daemon starts,
-/// and no target is ever written. `nm.log` is opened by `nm-daemon` itself (not yet covered here).
+/// and no target is ever written. (`nm.log`, which `nm-daemon` opens itself: the next test.)
 #[tokio::test]
 async fn links_planted_in_the_data_directory_are_never_written_through() {
     let mut node = Node::configure(SERVERS);
@@ -119,5 +119,27 @@ async fn links_planted_in_the_data_directory_are_never_written_through() {
     }
     assert_eq!(node.cli(&["shutdown"]).0, 0);
     node.wait_daemon_exit().await;
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+}
+
+/// `nm.log`, which `nm-daemon` opens itself before anything else, planted as a link: the daemon
+/// refuses to start (one line, status 1) and the target is not written.
+#[tokio::test]
+async fn a_link_planted_at_nm_log_is_refused_and_its_target_unchanged() {
+    let mut node = Node::configure(SERVERS);
+    let d = node.data_dir.clone();
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, PermissionsExt::from_mode(0o700)).unwrap();
+    let target = node.dir.path().join("root-owned-file");
+    std::fs::write(&target, b"precious").unwrap();
+    std::os::unix::fs::symlink(&target, d.join("nm.log")).unwrap();
+    node.spawn_daemon();
+    let status = node.wait_daemon_exit().await;
+    assert_eq!(status.code(), Some(1), "{}", node.daemon_output());
+    assert!(
+        node.daemon_output().contains("nm.log"),
+        "{}",
+        node.daemon_output()
+    );
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
 }

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -75,11 +74,9 @@ impl LogFile {
     }
 }
 
+/// Appends, without following a link planted at `path` (issue 12: a link would make the daemon
+/// write its log into any file it can reach).
 fn open_log(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    supervisor_core::os::open_append_nofollow(path, 0o640)
         .with_context(|| format!("cannot open {}", path.display()))
 }

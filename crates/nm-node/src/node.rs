@@ -750,7 +750,7 @@ mod tests {
         let text = "node = \"n\"\ndata_dir = \"data\"\ncluster_key_file = \"k\"\n\
                     [[server]]\nname = \"db\"\ncommand = [\"sleep\", \"600\"]\n\
                     [[server]]\nname = \"web\"\ncommand = [\"sleep\", \"601\"]\nauto_start = false\n\
-                    [ha]\npeer = \"p\"\npeer_address = \"127.0.0.1:1\"\nservers = [\"db\"]\n\
+                    [ha]\npeer = \"p\"\npeer_address = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\nservers = [\"db\"]\n\
                     fence_command = [\"false\"]\n";
         let cfg = Arc::new(crate::config::parse(text, &path).unwrap());
         std::fs::create_dir(&cfg.data_dir).unwrap();

@@ -142,7 +142,7 @@ fn config_with(section: &str, key: &str, value: &str) -> String {
     let mut health = String::from("[server.health]\nexec = [\"true\"]\n");
     let mut log = String::from("[server.log]\n");
     let mut ha = String::from(
-        "[ha]\npeer = \"node2\"\npeer_address = \"127.0.0.1:5560\"\nfence_command = [\"false\"]\n",
+        "[ha]\npeer = \"node2\"\npeer_address = \"127.0.0.1:5560\"\nlisten = \"127.0.0.2:5560\"\nfence_command = [\"false\"]\n",
     );
     let line = format!("{key} = {value}\n");
     match section {

@@ -65,7 +65,7 @@ fn with_slot<S: futures_util::Stream + Send + 'static>(
 /// Where the last `tail` lines of `path` start (the last 16 MiB if `None`), and its length: read
 /// backwards in chunks, never more than one held.
 fn tail_start(path: &Path, tail: Option<usize>) -> std::io::Result<(u64, u64)> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = supervisor_core::os::open_read_nofollow(path)?;
     let len = f.metadata()?.len();
     let floor = len.saturating_sub(MAX_TAIL_BYTES);
     let Some(n) = tail else {
@@ -121,7 +121,7 @@ fn range_stream(
                 let mut f = match file {
                     Some(f) => f,
                     None => {
-                        let mut f = std::fs::File::open(&path)?;
+                        let mut f = supervisor_core::os::open_read_nofollow(&path)?;
                         f.seek(SeekFrom::Start(at))?;
                         f
                     }
@@ -192,7 +192,7 @@ fn follow_stream(
 }
 
 fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = supervisor_core::os::open_read_nofollow(path)?;
     let len = f.metadata()?.len();
     if len < *offset {
         *offset = 0; // truncated by rotation

@@ -130,6 +130,7 @@ impl Checker<'_> {
                 PathBuf::new()
             }
         };
+        let section = ha.span();
         let ha = ha.get_ref();
         let peer = ha.peer.get_ref().clone();
         if !valid_node_name(&peer) {
@@ -157,10 +158,29 @@ impl Checker<'_> {
             }
         };
         let peer_address = addr(self, "peer_address", &ha.peer_address);
-        let port = peer_address.map_or(0, |a| a.port());
+        // no wildcard default: the HA link faces the peer's network only (every interface would
+        // let anyone who reaches the machine knock on it)
         let listen = match &ha.listen {
-            Some(l) => addr(self, "listen", l),
-            None => Some(SocketAddr::from(([0, 0, 0, 0], port))),
+            Some(l) => match addr(self, "listen", l) {
+                Some(a) if a.ip().is_unspecified() => {
+                    self.problem(
+                        l.span(),
+                        format!(
+                            "[ha] listen {a} binds every interface: give this node's address on the network its peer reaches it by"
+                        ),
+                    );
+                    None
+                }
+                other => other,
+            },
+            None => {
+                self.problem(
+                    section,
+                    "[ha] needs listen: this node's IP:PORT on the network its peer reaches it by (the peer's peer_address)"
+                        .to_owned(),
+                );
+                None
+            }
         };
         if let Some(l) = listen {
             // two sockets on one port clash when one of them is the wildcard or both are the
@@ -277,8 +297,14 @@ mod tests {
     const BASE: &str = "node = \"node1\"\ndata_dir = \"/var/lib/nm\"\ncluster_key_file = \"cluster.key\"\n\
         [[server]]\nname = \"db\"\ncommand = [\"db\"]\n[[server]]\nname = \"web\"\ncommand = [\"web\"]\n";
 
+    /// `[ha]` with `ha`, and `listen = "10.0.0.1:5560"` after it when `ha` names none.
     fn with_ha(ha: &str) -> Result<super::super::NodeConfig, String> {
-        parse(&format!("{BASE}[ha]\n{ha}"), Path::new(FILE)).map_err(|e| e.to_string())
+        let listen = if ha.contains("listen") {
+            ""
+        } else {
+            "listen = \"10.0.0.1:5560\"\n"
+        };
+        parse(&format!("{BASE}[ha]\n{ha}{listen}"), Path::new(FILE)).map_err(|e| e.to_string())
     }
 
     const MIN: &str = "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\nfence_command = [\"/sbin/fence\", \"node2\"]\n";
@@ -289,7 +315,7 @@ mod tests {
         let ha = cfg.ha.clone().unwrap();
         assert_eq!(ha.key_file, PathBuf::from("/etc/nm/cluster.key"));
         assert_eq!(ha.peer, "node2");
-        assert_eq!(ha.listen, "0.0.0.0:5560".parse().unwrap());
+        assert_eq!(ha.listen, "10.0.0.1:5560".parse().unwrap());
         assert_eq!(ha.servers, ["db"]);
         assert_eq!(ha.fence_command, ["/sbin/fence", "node2"]);
         let cfg2 = with_ha(
@@ -363,6 +389,14 @@ mod tests {
             ),
             (&format!("{MIN}fence = true\n"), "unknown field `fence`"),
             (
+                &format!("{MIN}listen = \"0.0.0.0:5560\"\n"),
+                "14:10: [ha] listen 0.0.0.0:5560 binds every interface",
+            ),
+            (
+                &format!("{MIN}listen = \"[::]:5560\"\n"),
+                "14:10: [ha] listen [::]:5560 binds every interface",
+            ),
+            (
                 "peer = \"node2\"\npeer_address = \"10.0.0.2:5560\"\n",
                 "missing field `fence_command`",
             ),
@@ -371,6 +405,9 @@ mod tests {
             let e = with_ha(ha).unwrap_err();
             assert!(e.contains(want), "{ha:?}: {e}");
         }
+        // no wildcard default: [ha] without listen is refused at the section
+        let e = parse(&format!("{BASE}[ha]\n{MIN}"), Path::new(FILE)).unwrap_err();
+        assert!(e.to_string().contains("10:1: [ha] needs listen"), "{e}");
     }
 
     #[test]

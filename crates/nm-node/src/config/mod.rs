@@ -1262,6 +1262,7 @@ auto_restart = true
             "[ha]".into(),
             "peer = \"node2\"".into(),
             "peer_address = \"127.0.0.1:5560\"".into(),
+            "listen = \"127.0.0.2:5560\"".into(),
             "fence_command = [\"false\"]".into(),
         ]);
         for name in [

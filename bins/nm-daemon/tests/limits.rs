@@ -67,6 +67,7 @@ fn config(dir: &Path, extra: &dyn Fn(&str) -> Vec<String>, mark: &str) -> (Strin
         "[ha]".to_owned(),
         "peer = \"node2\"".to_owned(),
         format!("peer_address = \"127.0.0.1:{}\"", free_port()),
+        format!("listen = \"127.0.0.1:{}\"", free_port()),
         "fence_command = [\"false\"]".to_owned(),
     ]);
     lines.extend(extra("ha"));

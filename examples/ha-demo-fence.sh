@@ -8,7 +8,15 @@
 demo="$(dirname "$0")/run/ha-demo"
 dir=$demo/$NM_HA_PEER
 echo "$(date -Iseconds) $NM_HA_NODE fences $NM_HA_PEER" >> "$demo/fence.log"
-[ -f "$dir/nm.lock" ] && kill -9 "$(cat "$dir/nm.lock")" 2>/dev/null
+# nm.lock names the last active daemon, which may have exited cleanly and its PID been reused:
+# kill it only if that PID is still an nm-daemon running this peer's config
+pid=$(cat "$dir/nm.lock" 2>/dev/null)
+case $pid in
+    ''|*[!0-9]*) ;;
+    *) if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "nm-daemon.*ha-$NM_HA_PEER.toml"; then
+           kill -9 "$pid" 2>/dev/null
+       fi ;;
+esac
 for e in /proc/[0-9]*/environ; do
     if tr '\0' '\n' < "$e" 2>/dev/null | grep -qx "NM_DEMO_NODE=$NM_HA_PEER"; then
         p=${e#/proc/}

@@ -133,7 +133,18 @@ pub(crate) fn spawn(
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it is the only
     // thing run between fork and exec.
     unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            // as the posix_spawn path: no inherited descriptor above stderr reaches the server
+            // (std has set up 0-2 by now; its own error pipe is close-on-exec already)
+            let _ = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
     }
     let child = cmd.spawn()?;
     // Dropping a std Child neither waits nor kills: the process stays ours to reap via its pidfd.
@@ -261,6 +272,9 @@ fn posix_spawn_setsid(
                 stderr.as_raw_fd(),
                 2,
             ))?;
+            // nothing the daemon inherited (a shell's redirection, a service manager's socket)
+            // or opened reaches the server: every descriptor above stderr is closed in the child
+            check(libc::posix_spawn_file_actions_addclosefrom_np(&mut fa, 3))?;
             if let Some(cwd) = &cwd {
                 check(libc::posix_spawn_file_actions_addchdir_np(
                     &mut fa,

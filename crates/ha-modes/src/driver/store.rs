@@ -157,6 +157,23 @@ pub(crate) mod stall {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Whatever bytes sit in `ha.json`, loading them never panics: it is a record or a
+        /// clear error (and the daemon refuses to start on the error).
+        #[test]
+        fn any_bytes_in_ha_json_load_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            json in "\\{(\"(mode|peerdown|started|ha_idle_failed_startup|left|x)\":(\"[a-z]{0,9}\"|true|false|[0-9]{1,20}|null),?){0,6}\\}",
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            for content in [bytes.as_slice(), json.as_bytes()] {
+                std::fs::write(d.path().join(MODE_FILE), content).unwrap();
+                let _ = load(d.path());
+            }
+        }
+    }
+
     #[test]
     fn a_record_round_trips_and_a_missing_file_is_a_new_stopped_pair() {
         let d = tempfile::tempdir().unwrap();

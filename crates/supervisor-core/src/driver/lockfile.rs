@@ -409,6 +409,30 @@ mod tests {
         ServerName::new(n).unwrap()
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Whatever bytes sit in a lock file or a stop marker (torn, hostile, huge numbers,
+        /// wrong types), reading them never panics: an unusable lock file is UNKNOWN-worthy
+        /// `Unreadable`, never trusted.
+        #[test]
+        fn any_bytes_in_a_lock_file_or_stop_marker_are_read_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            json in "\\{(\"[a-z_]{1,12}\":(-?[0-9]{1,20}|\"[a-z0-9-]{0,40}\"|true|null|\\[\\]),?){0,12}\\}",
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = LockDir::open(tmp.path()).unwrap();
+            for content in [bytes.as_slice(), json.as_bytes()] {
+                std::fs::write(dir.path(&name("a")), content).unwrap();
+                let found = dir.inspect(&name("a"), "boot");
+                if let LockFile::Read { process: Process::Live { .. }, .. } = found.lock_file {
+                    proptest::prop_assert!(false, "adopted a process from {content:?}");
+                }
+                std::fs::write(dir.stop_marker(&name("a")), content).unwrap();
+                let _ = dir.read_stop_marker(&name("a"), "boot");
+            }
+        }
+    }
+
     #[test]
     fn a_missing_lock_is_nothing_and_garbage_is_untrusted_and_left_in_place() {
         let tmp = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use crate::core::{ActiveInfo, Pid};
 /// The link protocol; a peer speaking another version is refused.
 const PROTOCOL: Protocol = Protocol {
     label: "nm-standby",
-    version: 2,
+    version: 3, // 3: sealed frames are encrypted (ChaCha20-Poly1305)
 };
 
 /// An authenticated message on the link.

@@ -26,7 +26,7 @@ const SESSIONS: usize = 2;
 
 pub(crate) const PROTOCOL: Protocol = Protocol {
     label: "nm-ha",
-    version: 1,
+    version: 2, // 2: sealed frames are encrypted (ChaCha20-Poly1305)
 };
 
 /// Who a side says it is, in the handshake.

@@ -461,6 +461,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // the wait below has a deadline of wall time
     fn a_spawned_server_leads_its_own_session_with_a_clean_signal_state_and_its_token() {
         let tmp = tempfile::tempdir().unwrap();
         let out = File::create(tmp.path().join("out")).unwrap();
@@ -469,6 +470,19 @@ mod tests {
         spec.env.insert("EXTRA".into(), "1".into());
         spec.cwd = Some(tmp.path().to_owned());
         let pid = spawn(&spec, "cafe", out, err, None).unwrap();
+        // reaped whatever happens below (a failed assertion must not leave `sleep 100` behind)
+        struct Reap(Pid);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                reap(self.0);
+            }
+        }
+        let _reap = Reap(pid);
+        // /proc/PID/environ can read empty for a moment while the exec settles: wait for it
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proc_token(pid).is_none() && std::time::Instant::now() < until {
+            std::thread::yield_now();
+        }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
             .split_whitespace()
@@ -485,7 +499,6 @@ mod tests {
         assert_eq!(cwd, tmp.path().canonicalize().unwrap());
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         assert!(environ.split(|&b| b == 0).any(|kv| kv == b"EXTRA=1"));
-        reap(pid);
     }
 
     #[test]

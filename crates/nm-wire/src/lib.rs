@@ -16,3 +16,5 @@ pub mod admission;
 pub mod codec;
 pub mod frame;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;

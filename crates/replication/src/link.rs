@@ -298,13 +298,7 @@ mod tests {
                 flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
                 cut in any::<usize>(),
             ) {
-                let mut b = valid().swap_remove(which);
-                for (i, v) in flips {
-                    let n = b.len();
-                    b[i % n] = v;
-                }
-                b.truncate(cut % (b.len() + 1));
-                decode_all(&b);
+                decode_all(&nm_wire::testing::mutate(valid().swap_remove(which), &flips, cut));
             }
         }
     }

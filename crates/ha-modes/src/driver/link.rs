@@ -464,8 +464,8 @@ mod tests {
     //! Strangers against the HA listener: real sockets, no timing. Strangers get all the time
     //! they want (an hour's handshake deadline), so only the admission policy lets the peer in.
     use nm_wire::admission::HANDSHAKES_TOTAL;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpSocket, TcpStream};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::mode::Mode;
@@ -490,17 +490,8 @@ mod tests {
         }
     }
 
-    /// A connection from `127.0.0.{source}`, returned once the listener has accepted it (it
-    /// sent the challenge, or closed the connection).
     async fn stranger(to: SocketAddr, source: u8) -> TcpStream {
-        let s = TcpSocket::new_v4().unwrap();
-        s.bind(SocketAddr::from(([127, 0, 0, source], 0))).unwrap();
-        let mut c = s.connect(to).await.unwrap();
-        let mut first = [0u8; 1];
-        let _ = tokio::time::timeout(WAIT, c.read(&mut first))
-            .await
-            .expect("the listener accepts every connection");
-        c
+        nm_wire::testing::stranger(to, source, WAIT).await
     }
 
     #[tokio::test]
@@ -632,13 +623,7 @@ mod tests {
                 flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
                 cut in any::<usize>(),
             ) {
-                let mut b = valid().swap_remove(which);
-                for (i, v) in flips {
-                    let n = b.len();
-                    b[i % n] = v;
-                }
-                b.truncate(cut % (b.len() + 1));
-                decode_all(&b);
+                decode_all(&nm_wire::testing::mutate(valid().swap_remove(which), &flips, cut));
             }
         }
     }

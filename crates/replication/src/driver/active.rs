@@ -493,8 +493,8 @@ mod tests {
     use std::process::Command;
 
     use nm_wire::admission::HANDSHAKES_TOTAL;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpSocket, TcpStream};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::link::Connected;
@@ -503,17 +503,8 @@ mod tests {
     /// A deadline on conditions, never reached when the code works.
     const WAIT: Duration = Duration::from_secs(20);
 
-    /// A connection from `127.0.0.{source}`, returned once the port has accepted it (it sent
-    /// the challenge, or closed the connection).
     async fn stranger(to: SocketAddr, source: u8) -> TcpStream {
-        let s = TcpSocket::new_v4().unwrap();
-        s.bind(SocketAddr::from(([127, 0, 0, source], 0))).unwrap();
-        let mut c = s.connect(to).await.unwrap();
-        let mut first = [0u8; 1];
-        let _ = tokio::time::timeout(WAIT, c.read(&mut first))
-            .await
-            .expect("the port accepts every connection");
-        c
+        nm_wire::testing::stranger(to, source, WAIT).await
     }
 
     #[tokio::test]
